@@ -1,0 +1,71 @@
+"""The contract between the loader's log lines and the CloudWatch alarms.
+
+The loader writes one JSON object per line with an `event` field (and, for failures, a
+`reason` field). The stacks turn `ALARMED_EVENTS` into CloudWatch log metric filters and
+alarms; the loader imports the same names to write its lines. Changing a name here changes
+both sides together, and a test runs real log lines through these exact patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["ALARMED_EVENTS", "METRIC_NAMESPACE", "AlarmedEvent", "Event", "FailureReason"]
+
+METRIC_NAMESPACE = "Credlink/ApiKeys"
+
+
+class Event(StrEnum):
+    """Values of the `event` field in the loader's log lines."""
+
+    LOADED = "apikeys.loaded"
+    SECRET_READ_FAILED = "apikeys.secret_read_failed"  # noqa: S105 (an event name, not a credential)
+    FALLBACK_TO_ENV = "apikeys.fallback_to_env"
+    AUTH_DISABLED = "apikeys.auth_disabled"
+    REFRESHED = "apikeys.refreshed"
+    REFRESH_FAILED = "apikeys.refresh_failed"
+
+
+class FailureReason(StrEnum):
+    """Values of the `reason` field: the class of a failure, never its detail or any value."""
+
+    DENIED = "denied"
+    NOT_FOUND = "not_found"
+    DECRYPT = "decrypt"
+    THROTTLED = "throttled"
+    NETWORK = "network"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class AlarmedEvent:
+    """One metric filter + alarm: `pattern` is CloudWatch Logs JSON filter syntax."""
+
+    name: str
+    metric_name: str
+    pattern: str
+    description: str
+
+
+def _reason_is(*reasons: FailureReason) -> str:
+    return " || ".join(f'$.reason = "{reason}"' for reason in reasons)
+
+
+ALARMED_EVENTS: tuple[AlarmedEvent, ...] = (
+    AlarmedEvent(
+        name="fallback_to_env",
+        metric_name="ApiKeysFallbackToEnv",
+        pattern=f'{{ $.event = "{Event.FALLBACK_TO_ENV}" }}',
+        description="The service fell back to the API_KEYS environment variable instead of Secrets Manager.",
+    ),
+    AlarmedEvent(
+        name="secret_read_failed",
+        metric_name="ApiKeysSecretReadFailed",
+        pattern=(
+            f'{{ ($.event = "{Event.SECRET_READ_FAILED}" || $.event = "{Event.REFRESH_FAILED}") && '
+            f"({_reason_is(FailureReason.DENIED, FailureReason.NOT_FOUND, FailureReason.DECRYPT)}) }}"
+        ),
+        description="The service could not read its API keys secret (access denied, not found or KMS decrypt failure).",
+    ),
+)

@@ -1,0 +1,113 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+# The deploying principal as an IAM ARN (an assumed role's session resolves to its role).
+data "aws_iam_session_context" "current" {
+  arn = data.aws_caller_identity.current.arn
+}
+
+locals {
+  replica_arns = [
+    for replica in var.replicas :
+    replace(aws_secretsmanager_secret.this.arn, ":${data.aws_region.current.name}:", ":${replica.region}:")
+  ]
+}
+
+################################################################################
+# Secret
+################################################################################
+
+resource "aws_secretsmanager_secret" "this" {
+  name                    = var.name
+  description             = var.description
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = var.recovery_window_days
+
+  dynamic "replica" {
+    for_each = var.replicas
+
+    content {
+      region     = replica.value.region
+      kms_key_id = replica.value.kms_key_arn
+    }
+  }
+
+  tags = var.tags
+}
+
+################################################################################
+# Resource policy
+################################################################################
+
+resource "aws_secretsmanager_secret_policy" "this" {
+  secret_arn = aws_secretsmanager_secret.this.arn
+
+  # jsonencode rather than a policy-document data source: the document is then visible to
+  # plan, to `terraform test` assertions and to policy scanners as it will be sent.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "DenyReadsExceptAllowedPrincipals"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "secretsmanager:GetSecretValue"
+        Resource  = concat([aws_secretsmanager_secret.this.arn], local.replica_arns)
+        Condition = {
+          StringNotEquals = {
+            "aws:PrincipalArn" = distinct(concat(var.read_principal_arns, [data.aws_iam_session_context.current.issuer_arn]))
+          }
+        }
+      },
+    ]
+  })
+
+  # Secrets Manager refuses any later policy that would grant access outside the account.
+  block_public_policy = true
+}
+
+################################################################################
+# Rotation
+################################################################################
+
+resource "aws_secretsmanager_secret_rotation" "this" {
+  count = var.rotation_lambda_arn == null ? 0 : 1
+
+  secret_id           = aws_secretsmanager_secret.this.id
+  rotation_lambda_arn = var.rotation_lambda_arn
+
+  rotation_rules {
+    automatically_after_days = var.rotation_days
+  }
+}
+
+################################################################################
+# Value
+################################################################################
+
+resource "aws_secretsmanager_secret_version" "this" {
+  count = var.secret_string_version == null ? 0 : 1
+
+  secret_id = aws_secretsmanager_secret.this.id
+
+  # Write-only: Terraform sends the value and keeps only the version number.
+  secret_string_wo         = var.secret_string
+  secret_string_wo_version = var.secret_string_version
+
+  lifecycle {
+    precondition {
+      condition     = var.secret_string != null
+      error_message = "secret_string_version is set but secret_string is null: pass the value (e.g. TF_VAR_secret_string) in the same run that bumps the version."
+    }
+  }
+}
+
+check "value_has_a_version" {
+  assert {
+    condition     = var.secret_string == null || var.secret_string_version != null
+    error_message = "secret_string was given without secret_string_version, so it was not written: set secret_string_version to a new number."
+  }
+}

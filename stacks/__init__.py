@@ -1,0 +1,1 @@
+"""cdktf stacks: one SecretsStack per environment, built from envs/*.toml."""

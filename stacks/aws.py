@@ -1,0 +1,40 @@
+"""The one place that imports the prebuilt AWS provider bindings.
+
+Stacks and constructs import AWS resource classes from here, never from
+`cdktf_cdktf_provider_aws` directly, so the binding package (and how it is loaded) can
+change in one file.
+"""
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.cloudwatch_log_metric_filter import CloudwatchLogMetricFilter
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocument
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+
+__all__ = [
+    "AwsProvider",
+    "CloudwatchLogGroup",
+    "CloudwatchLogMetricFilter",
+    "CloudwatchMetricAlarm",
+    "DataAwsCallerIdentity",
+    "DataAwsIamPolicyDocument",
+    "DataAwsPartition",
+    "IamPolicy",
+    "IamRole",
+    "IamRolePolicyAttachment",
+    "KmsAlias",
+    "KmsKey",
+    "SnsTopic",
+    "SnsTopicPolicy",
+    "SnsTopicSubscription",
+]

@@ -1,0 +1,309 @@
+"""What each synthesized stack promises, asserted on the Terraform JSON main.py wrote."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from apikeys.events import ALARMED_EVENTS
+from stacks.kms import KEY_ADMIN_ACTIONS
+from tests.conftest import SHIPPED_ENVS, Synthesis
+
+pytestmark = pytest.mark.synth
+
+ALL_ENVS = (*SHIPPED_ENVS, "qa")
+
+
+def resources(stack: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return dict(stack.get("resource", {}).get(resource_type, {}))
+
+
+def only(stack: dict[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
+    found = resources(stack, resource_type)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def policy_document(stack: dict[str, Any], construct_path: str) -> list[dict[str, Any]]:
+    documents = stack["data"]["aws_iam_policy_document"]
+    matches = [d for d in documents.values() if d["//"]["metadata"]["path"].endswith(construct_path)]
+    assert len(matches) == 1, construct_path
+    return list(matches[0]["statement"])
+
+
+def primary_key_address(stack: dict[str, Any]) -> str:
+    keys = resources(stack, "aws_kms_key")
+    (name,) = [n for n, k in keys.items() if k["//"]["metadata"]["path"].endswith("/secrets_key/key")]
+    return f"aws_kms_key.{name}"
+
+
+@pytest.mark.parametrize("env", SHIPPED_ENVS)
+def test_snapshot(synthesized: Synthesis, env: str, snapshot: SnapshotAssertion) -> None:
+    assert synthesized.stacks[env] == snapshot(extension_class=JSONSnapshotExtension)
+
+
+def test_one_stack_per_env_file_including_a_user_added_one(synthesized: Synthesis) -> None:
+    assert sorted(synthesized.stacks) == sorted(ALL_ENVS)
+    manifest = json.loads((synthesized.outdir / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(manifest["stacks"]) == sorted(ALL_ENVS)
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_kms_keys_rotate_and_keep_the_configured_deletion_window(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    expected_window = {"dev": 7, "staging": 14, "prod": 30, "qa": 7}[env]
+    keys = resources(stack, "aws_kms_key")
+    assert keys
+    for key in keys.values():
+        assert key["enable_key_rotation"] is True
+        assert key["deletion_window_in_days"] == expected_window
+        assert key["policy"].startswith("${data.aws_iam_policy_document.")
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_key_policy_has_no_wildcard_principal_and_no_wildcard_action(synthesized: Synthesis, env: str) -> None:
+    for statement in policy_document(synthesized.stacks[env], "/secrets_key/policy"):
+        for principal in statement["principals"]:
+            assert "*" not in principal["identifiers"]
+        assert all("*" not in action for action in statement["actions"])
+        assert statement.get("effect", "Allow") == "Allow"
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
+    statements = {s["sid"]: s for s in policy_document(synthesized.stacks[env], "/secrets_key/policy")}
+    region = {"qa": "eu-west-1"}.get(env, "us-east-1")
+    expected = {
+        "AccountAdministersTheKey",
+        "SecretsManagerUseForThisSecret",
+        "SnsUseForTheAlertTopic",
+        "CloudWatchAlarmsPublishToTheAlertTopic",
+    }
+    if env == "dev":
+        expected.add("CloudWatchLogsUseForTheAppLogGroup")
+    assert set(statements) == expected
+    assert statements["AccountAdministersTheKey"]["actions"] == list(KEY_ADMIN_ACTIONS)
+    secrets_use = statements["SecretsManagerUseForThisSecret"]
+    assert secrets_use["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    conditions = {(c["test"], c["variable"]): c["values"] for c in secrets_use["condition"]}
+    assert conditions[("StringEquals", "kms:ViaService")] == [f"secretsmanager.{region}.amazonaws.com"]
+    assert conditions[("StringLike", "kms:EncryptionContext:SecretARN")][0].endswith(
+        f":secretsmanager:{region}:${{data.aws_caller_identity.caller.account_id}}:secret:credlink/{env}/api-keys-??????"
+    )
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_secret_module_is_fed_this_envs_key(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    module = stack["module"]["secrets"]
+    assert module["kms_key_arn"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert module["name"] == f"credlink/{env}/api-keys"
+    assert module["source"].startswith("./assets/__cdktf_module_asset_")
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_read_policy_is_exactly_get_and_describe_on_this_secret_and_decrypt_via_secrets_manager(
+    synthesized: Synthesis, env: str
+) -> None:
+    stack = synthesized.stacks[env]
+    key_arn = f"${{{primary_key_address(stack)}.arn}}"
+    region = {"qa": "eu-west-1"}.get(env, "us-east-1")
+    statements = policy_document(stack, "/read_policy/document")
+
+    expected: list[dict[str, Any]] = [
+        {
+            "sid": "ReadApiKeysSecret",
+            "actions": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+            "resources": ["${module.secrets.secret_arn}"],
+        },
+        {
+            "sid": "DecryptApiKeysSecret0",
+            "actions": ["kms:Decrypt"],
+            "resources": [key_arn],
+            "condition": [
+                {
+                    "test": "StringEquals",
+                    "variable": "kms:ViaService",
+                    "values": [f"secretsmanager.{region}.amazonaws.com"],
+                },
+                {
+                    "test": "StringEquals",
+                    "variable": "kms:EncryptionContext:SecretARN",
+                    "values": ["${module.secrets.secret_arn}"],
+                },
+            ],
+        },
+    ]
+    if env == "prod":
+        replica_key = next(n for n in resources(stack, "aws_kms_key") if "replica_key_us_west_2" in n)
+        replica_arn = '${replace(module.secrets.secret_arn, ":us-east-1:", ":us-west-2:")}'
+        expected[0]["resources"] = ["${module.secrets.secret_arn}", replica_arn]
+        expected.append(
+            {
+                "sid": "DecryptApiKeysSecret1",
+                "actions": ["kms:Decrypt"],
+                "resources": [f"${{aws_kms_key.{replica_key}.arn}}"],
+                "condition": [
+                    {
+                        "test": "StringEquals",
+                        "variable": "kms:ViaService",
+                        "values": ["secretsmanager.us-west-2.amazonaws.com"],
+                    },
+                    {"test": "StringEquals", "variable": "kms:EncryptionContext:SecretARN", "values": [replica_arn]},
+                ],
+            }
+        )
+    assert statements == expected
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_read_policy_is_attached_to_every_task_role(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    policy_name, policy = only(stack, "aws_iam_policy")
+    assert policy["name"] == f"credlink-{env}-api-keys-read"
+    attachments = resources(stack, "aws_iam_role_policy_attachment").values()
+    roles = sorted(a["role"] for a in attachments)
+    assert all(a["policy_arn"] == f"${{aws_iam_policy.{policy_name}.arn}}" for a in attachments)
+    if env == "dev":  # the demo role the stack creates, referenced so it exists first
+        (role_name,) = resources(stack, "aws_iam_role")
+        assert roles == [f"${{aws_iam_role.{role_name}.name}}"]
+    else:
+        assert (
+            roles
+            == {
+                "staging": ["credlink-staging-api-task"],
+                "prod": ["credlink-prod-api-task", "credlink-prod-worker-task"],
+                "qa": ["credlink-qa-api-task"],
+            }[env]
+        )
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_alert_topic_is_encrypted_and_only_this_accounts_alarms_publish_over_tls(
+    synthesized: Synthesis, env: str
+) -> None:
+    stack = synthesized.stacks[env]
+    topic_name, topic = only(stack, "aws_sns_topic")
+    assert topic["kms_master_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    statements = {s["sid"]: s for s in policy_document(stack, "/alerts/policy_document")}
+    publish = statements["CloudWatchAlarmsInThisAccountPublish"]
+    assert publish["principals"] == [{"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}]
+    assert publish["actions"] == ["sns:Publish"]
+    assert {c["variable"] for c in publish["condition"]} == {"aws:SourceAccount", "aws:SourceArn"}
+    tls = statements["DenyRequestsWithoutTls"]
+    assert tls["effect"] == "Deny"
+    assert tls["condition"] == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
+    subscriptions = resources(stack, "aws_sns_topic_subscription").values()
+    assert all(
+        s["protocol"] == "email" and s["topic_arn"] == f"${{aws_sns_topic.{topic_name}.arn}}" for s in subscriptions
+    )
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_alarms_watch_the_loader_contract_and_notify_the_topic(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    topic_name, _ = only(stack, "aws_sns_topic")
+    topic_arn = f"${{aws_sns_topic.{topic_name}.arn}}"
+    filters = resources(stack, "aws_cloudwatch_log_metric_filter").values()
+    alarms = resources(stack, "aws_cloudwatch_metric_alarm").values()
+
+    assert sorted(f["pattern"] for f in filters) == sorted(event.pattern for event in ALARMED_EVENTS)
+    assert len(list(alarms)) == len(ALARMED_EVENTS)
+    for alarm in alarms:
+        assert alarm["alarm_actions"] == [topic_arn]
+        assert alarm["ok_actions"] == [topic_arn]
+        assert alarm["alarm_name"].startswith(f"credlink-{env}-api-keys-")
+    metrics = {(f["metric_transformation"]["namespace"], f["metric_transformation"]["name"]) for f in filters}
+    assert metrics == {(a["namespace"], a["metric_name"]) for a in alarms}
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_secret_value_path_is_write_only_and_ephemeral(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    value = stack["variable"]["api_keys_secret_string"]
+    assert value["ephemeral"] is True
+    assert value["sensitive"] is True
+    assert value["default"] is None
+    assert stack["variable"]["api_keys_secret_version"]["default"] is None
+    assert stack["module"]["secrets"]["secret_string"] == "${var.api_keys_secret_string}"
+    assert "aws_secretsmanager_secret_version" not in stack.get("resource", {})
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_outputs(synthesized: Synthesis, env: str) -> None:
+    outputs = synthesized.stacks[env]["output"]
+    assert set(outputs) == {"secret_arn", "kms_key_arn", "alert_topic_arn", "read_policy_arn"}
+    assert outputs["secret_arn"]["value"] == "${module.secrets.secret_arn}"
+
+
+def test_dev_stands_alone_with_its_own_task_role_and_encrypted_log_group(synthesized: Synthesis) -> None:
+    stack = synthesized.stacks["dev"]
+    _, log_group = only(stack, "aws_cloudwatch_log_group")
+    assert log_group["name"] == "/credlink/dev/app"
+    assert log_group["kms_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert log_group["retention_in_days"] >= 365
+    role_name, role = only(stack, "aws_iam_role")
+    assert role["name"] == "credlink-dev-demo-task"
+    assert stack["module"]["secrets"]["read_principal_arns"] == [f"${{aws_iam_role.{role_name}.arn}}"]
+    for env in ("staging", "prod", "qa"):
+        assert "aws_iam_role" not in synthesized.stacks[env]["resource"]
+        assert "aws_cloudwatch_log_group" not in synthesized.stacks[env]["resource"]
+
+
+def test_prod_replicates_with_a_key_of_the_replica_region(synthesized: Synthesis) -> None:
+    stack = synthesized.stacks["prod"]
+    providers = {p.get("alias"): p["region"] for p in stack["provider"]["aws"]}
+    assert providers == {None: "us-east-1", "us_west_2": "us-west-2"}
+    replica_key = next(k for n, k in resources(stack, "aws_kms_key").items() if "replica_key_us_west_2" in n)
+    assert replica_key["provider"] == "aws.us_west_2"
+    (replica,) = stack["module"]["secrets"]["replicas"]
+    assert replica["region"] == "us-west-2"
+    assert replica["kms_key_arn"].endswith(".arn}")
+    assert "replica_key_us_west_2" in replica["kms_key_arn"]
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_provider_region_and_default_tags(synthesized: Synthesis, env: str) -> None:
+    (provider,) = [p for p in synthesized.stacks[env]["provider"]["aws"] if "alias" not in p]
+    tags = provider["default_tags"][0]["tags"]
+    assert tags["Environment"] == env
+    assert tags["Project"] == "credlink"
+    assert tags["ManagedBy"] == "cdktf"
+
+
+def test_backends(synthesized: Synthesis) -> None:
+    for env in SHIPPED_ENVS:
+        assert synthesized.stacks[env]["terraform"]["backend"] == {
+            "local": {"path": f"../../../terraform.{env}.tfstate"}
+        }
+    assert synthesized.stacks["qa"]["terraform"]["backend"] == {
+        "s3": {
+            "bucket": "credlink-terraform-state",
+            "key": "credlink/qa/terraform.tfstate",
+            "region": "eu-west-1",
+            "encrypt": True,
+            "use_lockfile": True,
+        }
+    }
+
+
+# Terraform addresses of stateful resources. A change here means `terraform apply` would
+# destroy and recreate the key, the secret or the topic: only change it with a `moved` block.
+PINNED_ADDRESSES = {
+    "aws_kms_key": "secrets_key_4BAEB432",
+    "aws_kms_alias": "secrets_key_alias_6CBA8DCB",
+    "aws_sns_topic": "alerts_topic_3313844B",
+    "aws_iam_policy": "read_policy_3CAE269C",
+}
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_stateful_resources_keep_their_addresses(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    for resource_type, name in PINNED_ADDRESSES.items():
+        assert name in resources(stack, resource_type), f"{resource_type}.{name} moved"
+    assert "secrets" in stack["module"]
