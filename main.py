@@ -10,7 +10,6 @@ file is validated before any construct exists, so a bad file writes nothing to c
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,19 +20,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 EXIT_CONFIG_ERROR = 2
 
 
-def app_context() -> dict[str, object]:
-    """The context `cdktf synth` would pass, so `python main.py` synthesizes the same output."""
-    cdktf_json = json.loads((PROJECT_ROOT / "cdktf.json").read_text(encoding="utf-8"))
-    return {"cdktfRelativeModules": cdktf_json["terraformModules"], **cdktf_json.get("context", {})}
-
-
 def synthesize(configs: tuple[EnvironmentConfig, ...], *, outdir: str | None = None) -> None:
     # cdktf is imported only after the configs are valid: a config error costs no Node start.
     from cdktf import App
 
-    from stacks.secrets_stack import SecretsStack
+    from stacks.secrets_stack import SECRETS_MODULE_SOURCE, SecretsStack
 
-    app = App(outdir=outdir, context=app_context())
+    app = App(outdir=outdir)
+    # The relative local modules the stacks use. Set here, after App() has read the CLI's
+    # context, because `cdktf synth` would otherwise pass the list from cdktf.json's
+    # terraformModules, and listing the module there makes the CLI demand `cdktf get`.
+    app.node.set_context("cdktfRelativeModules", [SECRETS_MODULE_SOURCE])
     for config in configs:
         SecretsStack(app, config.environment, config=config)
     app.synth()

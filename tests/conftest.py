@@ -42,6 +42,7 @@ region = "eu-west-1"
 
 @dataclass(frozen=True)
 class Synthesis:
+    envs_dir: Path
     outdir: Path
     stacks: Mapping[str, dict[str, Any]]
 
@@ -92,4 +93,4 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
         path.parent.name: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted(outdir.glob("stacks/*/cdk.tf.json"))
     }
-    return Synthesis(outdir=outdir, stacks=stacks)
+    return Synthesis(envs_dir=envs_dir, outdir=outdir, stacks=stacks)
