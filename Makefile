@@ -9,6 +9,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENVS := $(sort $(basename $(notdir $(wildcard envs/*.toml))))
 TFRC := .tooling/terraformrc
+ENV ?= dev
+TARGET ?= local
+ifneq ($(filter $(TARGET),local aws),$(TARGET))
+$(error TARGET must be local or aws, not '$(TARGET)')
+endif
+# Comma-separated environments whose destroy guard is lifted for this run (e.g. ALLOW_DESTROY=prod).
+ALLOW_DESTROY ?=
+STACKCTL := $(PY) -m scripts.stackctl --env $(ENV) --target $(TARGET)
 
 # Project-local Terraform CLI config: the machine's provider mirror when there is one,
 # the public registry otherwise (scripts/terraformrc.sh).
@@ -16,7 +24,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test lint clean
+.PHONY: help setup synth validate test lint clean local-up local-down plan deploy destroy outputs demo scan
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,7 +44,7 @@ $(TFRC): scripts/terraformrc.sh
 	scripts/terraformrc.sh >/dev/null
 
 synth: setup ## Synthesize one stack per envs/*.toml into cdktf.out/stacks/<env>
-	$(PY) main.py
+	CREDLINK_ALLOW_DESTROY=$(ALLOW_DESTROY) $(PY) main.py
 	@echo "synthesized: $(ENVS)"
 
 validate: synth ## terraform init (no backend) + validate every synthesized stack
@@ -52,8 +60,32 @@ test: setup lint ## Run every check: lint, then config, snapshot, stack, terrafo
 lint: setup ## ruff, mypy --strict, terraform fmt
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main.py stacks apikeys tests
+	$(VENV)/bin/mypy main.py stacks apikeys scripts tests
 	terraform fmt -check -recursive modules
+
+local-up: setup ## Start local AWS (moto on a free 127.0.0.1 port)
+	$(PY) -m scripts.local_aws start >/dev/null
+
+local-down: setup ## Stop local AWS and forget its local state
+	$(PY) -m scripts.local_aws stop
+
+plan: synth ## terraform plan ENV=<env> [TARGET=local|aws] -> cdktf.out/stacks/<env>/plan.{tfplan,json}
+	$(STACKCTL) plan
+
+deploy: synth ## cdktf deploy ENV=<env> [TARGET=local|aws] [AUTO_APPROVE=1: no prompt, e.g. behind a CI approval gate]
+	$(STACKCTL) deploy $(if $(AUTO_APPROVE),--auto-approve)
+
+destroy: synth ## terraform destroy ENV=<env> [TARGET=...] [ALLOW_DESTROY=<env>] (guarded envs refuse)
+	$(STACKCTL) destroy $(if $(AUTO_APPROVE),--auto-approve)
+
+scan: synth ## checkov policy gate (own venv, offline): every env + modules, or ENV=<env>; SARIF in reports/
+	scripts/scan.sh $(if $(filter command line,$(origin ENV)),$(ENV),$(ENVS) modules)
+
+outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
+	$(STACKCTL) outputs
+
+demo: synth ## The main job on local AWS: deploy dev, store a demo key set, read it back, stop
+	$(PY) -m scripts.demo
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
 	rm -rf cdktf.out

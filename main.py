@@ -4,8 +4,9 @@
 The only place on the infrastructure side that reads argv or the environment. Every env
 file is validated before any construct exists, so a bad file writes nothing to cdktf.out.
 
-    python main.py                  # all envs/*.toml
-    CREDLINK_ENVS_DIR=path python main.py
+    python main.py                          # all envs/*.toml
+    CREDLINK_ENVS_DIR=path python main.py   # another envs directory
+    CREDLINK_ALLOW_DESTROY=prod python main.py   # lift prod's destroy guard (explicit override)
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ def _refuse_module_working_dirs() -> None:
 def main() -> int:
     os.chdir(PROJECT_ROOT)  # module sources and the local backend are relative to the root
     envs_dir = Path(os.environ.get("CREDLINK_ENVS_DIR", "envs"))
+    allow_destroy = set(filter(None, os.environ.get("CREDLINK_ALLOW_DESTROY", "").split(",")))
     try:
-        configs = load_environments(envs_dir.glob("*.toml"))
+        configs = tuple(
+            config.without_deletion_protection() if config.environment in allow_destroy else config
+            for config in load_environments(envs_dir.glob("*.toml"))
+        )
         _refuse_module_working_dirs()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

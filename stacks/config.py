@@ -115,6 +115,8 @@ class EnvironmentConfig(_Model):
     replica_regions: tuple[Region, ...] = Field(default=(), strict=False)
     recovery_window_days: int = Field(ge=7, le=30)
     kms_deletion_window_days: int = Field(ge=7, le=30)
+    deletion_protection: bool = False
+    """prevent_destroy on the key and the secret: Terraform refuses any plan that destroys them."""
     rotation: RotationConfig = RotationConfig()
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     backend: BackendConfig = LocalBackendConfig()
@@ -135,6 +137,10 @@ class EnvironmentConfig(_Model):
         if self.region in self.replica_regions:
             raise ValueError(f"replica_regions: must not include the primary region {self.region}")
         return self
+
+    def without_deletion_protection(self) -> EnvironmentConfig:
+        """The same environment with its destroy guard lifted (an explicit operator override)."""
+        return self.model_copy(update={"deletion_protection": False})
 
     @property
     def secret_name(self) -> str:

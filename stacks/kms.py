@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 
 from stacks.account import AccountContext
@@ -67,6 +68,7 @@ class SecretsKey(Construct):
         secret_name: str,
         alarm_name_prefix: str | None = None,
         log_group_name: str | None = None,
+        prevent_destroy: bool = False,
         provider: AwsProvider | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -146,6 +148,7 @@ class SecretsKey(Construct):
             deletion_window_in_days=kms_deletion_window_days,
             policy=self.policy.json,
             provider=provider,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if prevent_destroy else None,
         )
         self.alias = KmsAlias(self, "alias", name=kms_alias_name, target_key_id=self.key.key_id, provider=provider)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from cdktf import (
+    DataResource,
     Fn,
     LocalBackend,
     S3Backend,
     TerraformHclModule,
     TerraformOutput,
+    TerraformResourceLifecycle,
     TerraformStack,
     TerraformVariable,
     Token,
@@ -67,6 +69,7 @@ class SecretsStack(TerraformStack):
             secret_name=config.secret_name,
             alarm_name_prefix=alarm_prefix,
             log_group_name=config.service.log_group_name if demo else None,
+            prevent_destroy=config.deletion_protection,
         )
         replica_keys = {}
         for region, provider in replica_providers.items():
@@ -78,6 +81,7 @@ class SecretsStack(TerraformStack):
                 kms_alias_name=f"alias/{prefix}-api-keys",
                 kms_deletion_window_days=config.kms_deletion_window_days,
                 secret_name=config.secret_name,
+                prevent_destroy=config.deletion_protection,
                 provider=provider,
             )
             replica_keys[region] = replica_key
@@ -139,6 +143,15 @@ class SecretsStack(TerraformStack):
             },
         )
         secret_arn = secrets.get_string("secret_arn")
+        if config.deletion_protection:
+            # A module call takes no lifecycle block, so the secret is guarded by a resource that
+            # must be replaced whenever the secret is, and refuses to be.
+            DataResource(
+                self,
+                "secret_destroy_guard",
+                triggers_replace={"secret_arn": secret_arn},
+                lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
+            )
 
         read_policy = SecretReadPolicy(
             self,

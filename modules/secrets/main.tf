@@ -93,16 +93,10 @@ resource "aws_secretsmanager_secret_version" "this" {
 
   secret_id = aws_secretsmanager_secret.this.id
 
-  # Write-only: Terraform sends the value and keeps only the version number.
+  # Write-only: Terraform sends the value and keeps only the version number. Later runs
+  # with the same version need no value (nothing is written), so none is required here.
   secret_string_wo         = var.secret_string
   secret_string_wo_version = var.secret_string_version
-
-  lifecycle {
-    precondition {
-      condition     = var.secret_string != null
-      error_message = "secret_string_version is set but secret_string is null: pass the value (e.g. TF_VAR_secret_string) in the same run that bumps the version."
-    }
-  }
 }
 
 check "value_has_a_version" {

@@ -23,11 +23,15 @@ def terraform(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.
 
 @pytest.mark.synth
 @pytest.mark.parametrize("env_name", ALL_ENVS)
-def test_stack_inits_and_validates(synthesized: Synthesis, terraform_env: dict[str, str], env_name: str) -> None:
+def test_stack_inits_and_validates(
+    synthesized: Synthesis, terraform_env: dict[str, str], env_name: str, tmp_path: Path
+) -> None:
     stack_dir = synthesized.stack_dir(env_name)
-    init = terraform(["init", "-backend=false", "-input=false"], cwd=stack_dir, env=terraform_env)
+    # Its own data dir: the e2e tests init the same stack directories with real backends.
+    env = {**terraform_env, "TF_DATA_DIR": str(tmp_path / ".terraform")}
+    init = terraform(["init", "-backend=false", "-input=false"], cwd=stack_dir, env=env)
     assert init.returncode == 0, init.stderr
-    validate = terraform(["validate"], cwd=stack_dir, env=terraform_env)
+    validate = terraform(["validate"], cwd=stack_dir, env=env)
     assert validate.returncode == 0, validate.stderr
     assert "Success! The configuration is valid." in validate.stdout
     assert "Warning" not in validate.stdout + validate.stderr

@@ -121,14 +121,19 @@ run "value_is_written_only_through_the_write_only_argument" {
   }
 }
 
-run "a_version_without_a_value_is_refused" {
+run "a_value_without_a_version_is_not_written" {
   command = plan
 
   variables {
-    secret_string_version = 2
+    secret_string = "{\"apiKeys\": \"fake-test-key-0002:client-2:Test Client\"}"
   }
 
-  expect_failures = [aws_secretsmanager_secret_version.this]
+  expect_failures = [check.value_has_a_version]
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_version.this) == 0
+    error_message = "Without a version number nothing is written, even when a value is given."
+  }
 }
 
 run "replicas_get_their_own_keys" {

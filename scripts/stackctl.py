@@ -1,0 +1,196 @@
+"""Plan, deploy and destroy one synthesized stack against local AWS or real AWS.
+
+    python -m scripts.stackctl plan    --env dev [--target local|aws]
+    python -m scripts.stackctl deploy  --env dev [--target local|aws] [--auto-approve]
+    python -m scripts.stackctl destroy --env dev [--target local|aws] [--auto-approve]
+    python -m scripts.stackctl outputs --env dev [--target local|aws]
+
+`--target local` (the default) points Terraform at the endpoint `scripts.local_aws` started,
+through environment variables only; state for local runs is kept apart, under
+`.tooling/local-aws/`, so it can never be confused with real state. `--target aws` uses the
+caller's own credentials and prints the account it is about to change before it does.
+The synthesized Terraform is the same for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+
+from scripts.local_aws import LocalAws, recorded
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackError(Exception):
+    """A step failed; the message says which and what to do."""
+
+
+def stack_dir(env: str) -> Path:
+    outdir = Path(os.environ.get("CDKTF_OUTDIR", PROJECT_ROOT / "cdktf.out"))
+    return outdir / "stacks" / env
+
+
+def _backend(env: str) -> tuple[str, dict[str, Any]]:
+    path = stack_dir(env) / "cdk.tf.json"
+    if not path.exists():
+        raise StackError(f"{path.relative_to(PROJECT_ROOT)} does not exist: run `make synth` first")
+    backends: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["terraform"]["backend"]
+    ((kind, settings),) = backends.items()
+    return kind, settings
+
+
+def running_local_aws() -> LocalAws:
+    server = recorded()
+    if server is None:
+        raise StackError("local AWS is not running: run `make local-up` (or use TARGET=aws)")
+    return server
+
+
+def local_environment(env: str, server: LocalAws) -> dict[str, str]:
+    """Terraform pointed at local AWS, with local state kept under .tooling/local-aws/."""
+    kind, settings = _backend(env)
+    variables = server.environment()
+    if kind == "local":
+        server.state_dir.mkdir(parents=True, exist_ok=True)
+        backend_args = [f"-backend-config=path={server.state_dir / f'{env}.tfstate'}"]
+    else:  # s3: the bucket must exist in local AWS; path-style addressing on 127.0.0.1
+        _ensure_bucket(str(settings["bucket"]), str(settings["region"]), server)
+        # The backend reaches local AWS through AWS_ENDPOINT_URL like everything else.
+        backend_args = ["-backend-config=use_path_style=true"]
+    # TF_CLI_ARGS_init reaches every `terraform init`, including the one `cdktf deploy` runs.
+    variables["TF_CLI_ARGS_init"] = " ".join(["-reconfigure", *backend_args])
+    return variables
+
+
+def _ensure_bucket(bucket: str, region: str, server: LocalAws) -> None:
+    s3 = server.session(region).client("s3", endpoint_url=server.endpoint_url)
+    existing = {b.get("Name") for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            location = cast("BucketLocationConstraintType", region)  # validated by the env schema
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def announce_real_account() -> None:
+    """Say which account (and who) is about to be changed, before anything runs."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        identity = boto3.client("sts").get_caller_identity()
+    except (BotoCoreError, ClientError) as error:
+        raise StackError(f"TARGET=aws: cannot find AWS credentials or call STS ({type(error).__name__})") from None
+    print(f"TARGET=aws: account {identity['Account']} as {identity['Arn']}", file=sys.stderr)
+
+
+def target_environment(env: str, target: str) -> dict[str, str]:
+    base = {**os.environ, "CHECKPOINT_DISABLE": "1"}
+    if target == "local":
+        return {**base, **local_environment(env, running_local_aws())}
+    announce_real_account()
+    return base
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, step: str) -> None:
+    print(f"$ {' '.join(argv)}", file=sys.stderr)
+    result = subprocess.run(list(argv), env=dict(env), cwd=cwd, check=False)  # noqa: S603 (argv built here, no shell)
+    if result.returncode != 0:
+        raise StackError(f"{step} failed (exit {result.returncode})")
+
+
+def terraform(env_name: str, *args: str, env: Mapping[str, str], step: str) -> None:
+    run(["terraform", f"-chdir={stack_dir(env_name)}", *args], env=env, step=step)
+
+
+def terraform_stdout(env_name: str, *args: str, env: Mapping[str, str], step: str) -> str:
+    result = subprocess.run(  # noqa: S603 (argv built here, no shell)
+        ["terraform", f"-chdir={stack_dir(env_name)}", *args],  # noqa: S607 (terraform from PATH)
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"{step} failed (exit {result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def init(env_name: str, env: Mapping[str, str]) -> None:
+    terraform(env_name, "init", "-input=false", env=env, step=f"terraform init ({env_name})")
+
+
+def plan(env_name: str, env: Mapping[str, str]) -> Path:
+    """`terraform plan` into plan.tfplan, and its JSON (for policy scans) into plan.json."""
+    init(env_name, env)
+    plan_file = stack_dir(env_name) / "plan.tfplan"
+    terraform(env_name, "plan", "-input=false", f"-out={plan_file.name}", env=env, step=f"terraform plan ({env_name})")
+    plan_json = terraform_stdout(
+        env_name, "show", "-json", plan_file.name, env=env, step=f"terraform show ({env_name})"
+    )
+    (stack_dir(env_name) / "plan.json").write_text(plan_json, encoding="utf-8")
+    return plan_file
+
+
+def deploy(env_name: str, env: Mapping[str, str], *, auto_approve: bool) -> None:
+    """`cdktf deploy <env>` on the already-synthesized stack."""
+    cdktf = PROJECT_ROOT / "node_modules" / ".bin" / "cdktf"
+    outdir = stack_dir(env_name).parent.parent
+    argv = [str(cdktf), "deploy", env_name, "--skip-synth", "--skip-provider-lock", "--output", str(outdir)]
+    if auto_approve:
+        argv.append("--auto-approve")
+    run(argv, env={**env, "CI": env.get("CI", "1")}, cwd=PROJECT_ROOT, step=f"cdktf deploy {env_name}")
+
+
+def destroy(env_name: str, env: Mapping[str, str], *, auto_approve: bool) -> None:
+    init(env_name, env)
+    args = ["destroy", "-input=false"] + (["-auto-approve"] if auto_approve else [])
+    terraform(env_name, *args, env=env, step=f"terraform destroy ({env_name})")
+
+
+def outputs(env_name: str, env: Mapping[str, str]) -> dict[str, str]:
+    init(env_name, env)
+    values = json.loads(terraform_stdout(env_name, "output", "-json", env=env, step=f"terraform output ({env_name})"))
+    if not values:
+        raise StackError(f"stack {env_name} has no outputs: is it deployed?")
+    return {name: str(value["value"]) for name, value in values.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stackctl", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["plan", "deploy", "destroy", "outputs"])
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--target", choices=["local", "aws"], default="local")
+    parser.add_argument("--auto-approve", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        env = target_environment(args.env, args.target)
+        auto_approve = args.auto_approve or args.target == "local"
+        if args.action == "plan":
+            print(f"plan written to {plan(args.env, env).relative_to(PROJECT_ROOT)}", file=sys.stderr)
+        elif args.action == "deploy":
+            deploy(args.env, env, auto_approve=auto_approve)
+        elif args.action == "destroy":
+            destroy(args.env, env, auto_approve=auto_approve)
+        else:
+            print(json.dumps(outputs(args.env, env), indent=2))
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
