@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts import stackctl
+from tests.conftest import run_main
 from tests.e2e.conftest import LocalDeployment, make_log_group, make_task_roles
 from tests.infra.test_stacks import ALL_ENVS
 
@@ -219,3 +222,23 @@ def _wait_for_object(s3: Any, bucket: str, key: str, *, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_prod_destroys_only_with_the_explicit_override(
+    local: LocalDeployment, prod: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALLOW_DESTROY=prod re-synthesizes prod without its guard; then destroy goes through."""
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    shutil.copy(local.synthesis.envs_dir / "prod.toml", envs / "prod.toml")
+    outdir = tmp_path / "cdktf.out"
+    monkeypatch.setenv("CREDLINK_ALLOW_DESTROY", "prod")
+    synthesized = run_main(envs, outdir)
+    assert synthesized.returncode == 0, synthesized.stderr
+    assert "prevent_destroy" not in (outdir / "stacks" / "prod" / "cdk.tf.json").read_text(encoding="utf-8")
+    monkeypatch.setenv("CDKTF_OUTDIR", str(outdir))
+
+    stackctl.destroy("prod", local.environment("prod"), auto_approve=True)
+
+    key = client(local, "kms").describe_key(KeyId=prod["kms_key_arn"])["KeyMetadata"]
+    assert key["KeyState"] == "PendingDeletion"
