@@ -37,7 +37,7 @@ requirements="requirements-checkov.txt"
 stamp="$venv/.installed"
 skips_file="${CHECKOV_SKIPS_FILE:-.checkov-skips.yaml}"
 reports=reports
-stacks=cdktf.out/stacks
+stacks="${CDKTF_OUTDIR:-cdktf.out}/stacks"  # CDKTF_OUTDIR: scan another synthesis (tests)
 
 die() {
   echo "scan: error: $*" >&2

@@ -10,6 +10,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_log_metric_filter import CloudwatchLogM
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocument
+from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -28,6 +29,7 @@ __all__ = [
     "CloudwatchMetricAlarm",
     "DataAwsCallerIdentity",
     "DataAwsIamPolicyDocument",
+    "DataAwsIamSessionContext",
     "DataAwsPartition",
     "IamPolicy",
     "IamRole",

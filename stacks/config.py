@@ -115,6 +115,8 @@ class EnvironmentConfig(_Model):
     replica_regions: tuple[Region, ...] = Field(default=(), strict=False)
     recovery_window_days: int = Field(ge=7, le=30)
     kms_deletion_window_days: int = Field(ge=7, le=30)
+    kms_admin_role_names: tuple[RoleName, ...] = Field(default=(), strict=False)
+    """Roles that may administer the KMS key(s), besides the deploying principal and root."""
     deletion_protection: bool = False
     """prevent_destroy on the key and the secret: Terraform refuses any plan that destroys them."""
     rotation: RotationConfig = RotationConfig()

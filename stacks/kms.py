@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 
@@ -11,8 +13,8 @@ from stacks.policy import Statement, condition, principals
 
 __all__ = ["KEY_ADMIN_ACTIONS", "SecretsKey"]
 
-# Named one by one rather than kms:* or kms:Create*: the account can administer the key
-# (and so never lock itself out) but the key policy grants no cryptographic use by itself.
+# Named one by one rather than kms:* or kms:Create*: the administrators can manage the key
+# (and so never lock themselves out) but administration grants no cryptographic use.
 KEY_ADMIN_ACTIONS = (
     "kms:CancelKeyDeletion",
     "kms:CreateAlias",
@@ -37,9 +39,9 @@ KEY_ADMIN_ACTIONS = (
 
 _ENVELOPE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
+# No kms:DescribeKey: it carries no encryption context, so the condition below could never match.
 _LOGS_ACTIONS = (
     "kms:Decrypt",
-    "kms:DescribeKey",
     "kms:Encrypt",
     "kms:GenerateDataKey",
     "kms:GenerateDataKeyWithoutPlaintext",
@@ -66,6 +68,7 @@ class SecretsKey(Construct):
         kms_alias_name: str,
         kms_deletion_window_days: int,
         secret_name: str,
+        admin_principal_arns: Sequence[str],
         alarm_name_prefix: str | None = None,
         log_group_name: str | None = None,
         prevent_destroy: bool = False,
@@ -76,10 +79,13 @@ class SecretsKey(Construct):
         root = principals("AWS", account.root_arn)
         statements: list[Statement] = [
             {
-                "sid": "AccountAdministersTheKey",
+                # Only the deploying principal, the configured admin roles and the account's
+                # root user (break-glass) administer the key, not every principal in the account.
+                "sid": "KeyAdministrators",
                 "principals": root,
                 "actions": list(KEY_ADMIN_ACTIONS),
                 "resources": ["*"],
+                "condition": [condition("ArnEquals", "aws:PrincipalArn", account.root_arn, *admin_principal_arns)],
             },
             {
                 "sid": "SecretsManagerUseForThisSecret",
@@ -131,7 +137,7 @@ class SecretsKey(Construct):
                     "resources": ["*"],
                     "condition": [
                         condition(
-                            "ArnEquals",
+                            "StringEquals",  # encryption context values are strings, not ARN-typed
                             "kms:EncryptionContext:aws:logs:arn",
                             account.arn("logs", f"log-group:{log_group_name}", region=key_region),
                         ),

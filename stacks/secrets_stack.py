@@ -18,7 +18,7 @@ from constructs import Construct
 
 from stacks.account import AccountContext
 from stacks.alerts import AlertTopic, LoaderAlarms
-from stacks.aws import AwsProvider, DataAwsCallerIdentity, DataAwsPartition
+from stacks.aws import AwsProvider, DataAwsCallerIdentity, DataAwsIamSessionContext, DataAwsPartition
 from stacks.config import EnvironmentConfig, LocalBackendConfig
 from stacks.demo_service import DemoService
 from stacks.kms import SecretsKey
@@ -50,11 +50,15 @@ class SecretsStack(TerraformStack):
             for region in config.replica_regions
         }
 
+        caller = DataAwsCallerIdentity(self, "caller")
         account = AccountContext(
             partition=DataAwsPartition(self, "partition").partition,
-            account_id=DataAwsCallerIdentity(self, "caller").account_id,
+            account_id=caller.account_id,
             region=config.region,
         )
+        # The deploying principal as an IAM ARN (an assumed role's session resolves to its role).
+        deployer = DataAwsIamSessionContext(self, "deployer", arn=caller.arn).issuer_arn
+        key_admins = [deployer, *(account.role_arn(name) for name in config.kms_admin_role_names)]
         prefix = config.name_prefix
         alarm_prefix = f"{prefix}-api-keys-"
         demo = config.service.create_demo_resources
@@ -67,6 +71,7 @@ class SecretsStack(TerraformStack):
             kms_alias_name=f"alias/{prefix}-api-keys",
             kms_deletion_window_days=config.kms_deletion_window_days,
             secret_name=config.secret_name,
+            admin_principal_arns=key_admins,
             alarm_name_prefix=alarm_prefix,
             log_group_name=config.service.log_group_name if demo else None,
             prevent_destroy=config.deletion_protection,
@@ -81,6 +86,7 @@ class SecretsStack(TerraformStack):
                 kms_alias_name=f"alias/{prefix}-api-keys",
                 kms_deletion_window_days=config.kms_deletion_window_days,
                 secret_name=config.secret_name,
+                admin_principal_arns=key_admins,
                 prevent_destroy=config.deletion_protection,
                 provider=provider,
             )

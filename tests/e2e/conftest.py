@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ class LocalDeployment:
     server: LocalAws
     synthesis: Synthesis
     terraform_env: dict[str, str]
+    server_log: Path
 
     def environment(self, env: str) -> dict[str, str]:
         return {**self.terraform_env, **local_environment(env, self.server)}
@@ -34,7 +36,7 @@ def local(
     os.environ["CDKTF_OUTDIR"] = str(synthesized.outdir)  # stackctl reads the stacks from here
     try:
         with local_aws(log_path=log) as server:
-            yield LocalDeployment(server=server, synthesis=synthesized, terraform_env=terraform_env)
+            yield LocalDeployment(server=server, synthesis=synthesized, terraform_env=terraform_env, server_log=log)
     finally:
         if previous_outdir is None:
             os.environ.pop("CDKTF_OUTDIR", None)

@@ -78,7 +78,7 @@ def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
     statements = {s["sid"]: s for s in policy_document(synthesized.stacks[env], "/secrets_key/policy")}
     region = {"qa": "eu-west-1"}.get(env, "us-east-1")
     expected = {
-        "AccountAdministersTheKey",
+        "KeyAdministrators",
         "SecretsManagerUseForThisSecret",
         "SnsUseForTheAlertTopic",
         "CloudWatchAlarmsPublishToTheAlertTopic",
@@ -86,7 +86,7 @@ def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
     if env == "dev":
         expected.add("CloudWatchLogsUseForTheAppLogGroup")
     assert set(statements) == expected
-    assert statements["AccountAdministersTheKey"]["actions"] == list(KEY_ADMIN_ACTIONS)
+    assert statements["KeyAdministrators"]["actions"] == list(KEY_ADMIN_ACTIONS)
     secrets_use = statements["SecretsManagerUseForThisSecret"]
     assert secrets_use["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
     conditions = {(c["test"], c["variable"]): c["values"] for c in secrets_use["condition"]}
