@@ -187,7 +187,7 @@ PARLIAMENT_EXPLAINED = {
 }
 
 
-def deployed_documents(local: LocalDeployment, outputs: dict[str, str]) -> list[tuple[str, str]]:
+def deployed_documents(local: LocalDeployment, stack: str, outputs: dict[str, str]) -> list[tuple[str, str]]:
     """(kind, JSON) of every policy the stack deployed, read back from (local) AWS."""
     iam, kms = client(local, "iam"), client(local, "kms")
     version = iam.get_policy(PolicyArn=outputs["read_policy_arn"])["Policy"]["DefaultVersionId"]
@@ -195,12 +195,20 @@ def deployed_documents(local: LocalDeployment, outputs: dict[str, str]) -> list[
     topic = client(local, "sns").get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]["Policy"]
     secret = client(local, "secretsmanager").get_resource_policy(SecretId=outputs["secret_arn"])["ResourcePolicy"]
     key = kms.get_key_policy(KeyId=outputs["kms_key_arn"], PolicyName="default")["Policy"]
-    return [
+    found = [
         ("identity_policy", read if isinstance(read, str) else json.dumps(read)),
         ("topic_policy", topic),
         ("secret_policy", secret),
         ("key_policy", key),
     ]
+    if stack == "dev":  # the demo task role's trust policy
+        trust = iam.get_role(RoleName="credlink-dev-demo-task")["Role"]["AssumeRolePolicyDocument"]
+        found.append(("trust_policy", trust if isinstance(trust, str) else json.dumps(trust)))
+    if stack == "prod":  # the replica's key in us-west-2
+        replica_kms = client(local, "kms", "us-west-2")
+        replica_key = replica_kms.describe_key(KeyId="alias/credlink-prod-api-keys")["KeyMetadata"]["Arn"]
+        found.append(("key_policy", replica_kms.get_key_policy(KeyId=replica_key, PolicyName="default")["Policy"]))
+    return found
 
 
 def parliament_findings(document: str) -> list[Any]:
@@ -216,7 +224,7 @@ def parliament_findings(document: str) -> list[Any]:
 def test_deployed_policies_pass_parliament(local: LocalDeployment, stack: str, request: pytest.FixtureRequest) -> None:
     outputs: dict[str, str] = request.getfixturevalue(stack)
     unexplained = []
-    for kind, document in deployed_documents(local, outputs):
+    for kind, document in deployed_documents(local, stack, outputs):
         for finding in parliament_findings(document):
             if (kind, finding.issue) not in PARLIAMENT_EXPLAINED:
                 unexplained.append(f"{kind}: {finding.issue} {finding.detail}")

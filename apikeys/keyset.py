@@ -1,0 +1,145 @@
+"""Parse `key:clientId:Name,...` into a key set and check presented keys against it.
+
+Keys are never kept as text: the set holds SHA-256 digests. A lookup finds the candidate by
+the digest's first 8 bytes (one dict access) and confirms the whole digest with
+`hmac.compare_digest`, so the final comparison takes the same time however much of it
+matches. Parse errors name the entry and the field, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_SECRET_BYTES",
+    "MIN_KEY_LENGTH",
+    "ApiKeyParseError",
+    "Client",
+    "KeySet",
+    "parse_api_keys",
+    "parse_secret_string",
+]
+
+MAX_SECRET_BYTES = 65_536  # Secrets Manager's limit for a secret value
+MIN_KEY_LENGTH = 16
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+_CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_FIELDS = ("key", "clientId", "name")
+
+
+class ApiKeyParseError(ValueError):
+    """The key list is malformed. The message says where (entry, field), never the key."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    name: str
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+_PREFIX_BYTES = 8
+
+
+class KeySet:
+    """An immutable set of API keys, each mapped to its client."""
+
+    __slots__ = ("_buckets", "_clients")
+
+    def __init__(self, entries: Iterable[tuple[bytes, Client]] = ()) -> None:
+        self._clients: dict[bytes, Client] = dict(entries)
+        self._buckets: dict[bytes, list[tuple[bytes, Client]]] = {}
+        for digest, client in self._clients.items():
+            self._buckets.setdefault(digest[:_PREFIX_BYTES], []).append((digest, client))
+
+    def authenticate(self, presented: str) -> Client | None:
+        """The client a presented key belongs to, or None."""
+        digest = _digest(presented)
+        for stored, client in self._buckets.get(digest[:_PREFIX_BYTES], ()):
+            if hmac.compare_digest(stored, digest):
+                return client
+        return None
+
+    def merged(self, other: KeySet) -> KeySet:
+        """This set plus `other`'s keys (this set wins where both name the same key)."""
+        return KeySet({**other._clients, **self._clients}.items())
+
+    @property
+    def clients(self) -> tuple[Client, ...]:
+        return tuple(sorted(self._clients.values(), key=lambda client: client.client_id))
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def __iter__(self) -> Iterator[Client]:
+        return iter(self.clients)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeySet) and self._clients == other._clients
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._clients))
+
+    def __repr__(self) -> str:
+        return f"KeySet({len(self)} keys)"
+
+
+def parse_api_keys(value: str) -> KeySet:
+    """Parse `key:clientId:Name,key:clientId:Name`. Whitespace around entries and fields is
+    ignored; a name may contain spaces and colons; keys and client ids must be unique."""
+    if len(value.encode("utf-8")) > MAX_SECRET_BYTES:
+        raise ApiKeyParseError(f"the key list is over Secrets Manager's {MAX_SECRET_BYTES}-byte limit")
+    if not value.strip():
+        raise ApiKeyParseError("the key list is empty")
+    clients: dict[bytes, Client] = {}
+    entry_of_key: dict[bytes, int] = {}
+    entry_of_client: dict[str, int] = {}
+    for number, entry in enumerate(value.split(","), start=1):
+        if not entry.strip():
+            raise ApiKeyParseError(f"entry {number} is empty")
+        fields = [field.strip() for field in entry.split(":", 2)]
+        if len(fields) < len(_FIELDS):
+            raise ApiKeyParseError(f'entry {number}, field "{_FIELDS[len(fields)]}": missing')
+        key, client_id, name = fields
+        for field_name, field in zip(_FIELDS, fields, strict=True):
+            if not field:
+                raise ApiKeyParseError(f'entry {number}, field "{field_name}": empty')
+        if len(key) < MIN_KEY_LENGTH or not _KEY_PATTERN.match(key):
+            raise ApiKeyParseError(
+                f'entry {number}, field "key": must be at least {MIN_KEY_LENGTH} characters of '
+                "letters, digits and ._~+/=- (no spaces)"
+            )
+        if not _CLIENT_ID_PATTERN.match(client_id):
+            raise ApiKeyParseError(f'entry {number}, field "clientId": letters, digits and ._- only')
+        digest = _digest(key)
+        if digest in entry_of_key:
+            raise ApiKeyParseError(f'entry {number}, field "key": the same key as entry {entry_of_key[digest]}')
+        if client_id in entry_of_client:
+            raise ApiKeyParseError(
+                f'entry {number}, field "clientId": {client_id} is already used by entry {entry_of_client[client_id]}'
+            )
+        entry_of_key[digest] = number
+        entry_of_client[client_id] = number
+        clients[digest] = Client(client_id=client_id, name=name)
+    return KeySet(clients.items())
+
+
+def parse_secret_string(secret_string: str) -> KeySet:
+    """Parse the secret's value: `{"apiKeys": "key:clientId:Name,..."}`."""
+    if len(secret_string.encode("utf-8")) > MAX_SECRET_BYTES:
+        raise ApiKeyParseError(f"the secret is over Secrets Manager's {MAX_SECRET_BYTES}-byte limit")
+    try:
+        document = json.loads(secret_string)
+    except json.JSONDecodeError as error:
+        raise ApiKeyParseError(f"the secret is not JSON (line {error.lineno}, column {error.colno})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("apiKeys"), str):
+        raise ApiKeyParseError('the secret must be a JSON object with a string field "apiKeys"')
+    return parse_api_keys(document["apiKeys"])

@@ -1,0 +1,299 @@
+"""Load the service's API keys from Secrets Manager, keep them fresh, fall back loudly.
+
+    loader = ApiKeyLoader.from_environ(os.environ)   # reads the secret at startup
+    client = loader.authenticate(request.headers.get("Authorization"))
+
+- `API_KEYS_SECRET_ARN` set: the secret is read at startup (region from `AWS_REGION`, else
+  the ARN). If that fails and `API_KEYS` is set, the keys come from `API_KEYS` with a WARN
+  line naming the reason class; if `API_KEYS` is not set either, startup fails.
+- Neither set: `NoKeySourceError` (fail closed). `ENABLE_API_KEY_AUTH=false` turns checking
+  off, with a WARN line at startup.
+- Refresh: at most once per interval (default 5 min, jittered) `DescribeSecret` shows
+  whether AWSCURRENT moved; only then is the value fetched. A failed refresh keeps the last
+  good keys. After a rotation the previous keys stay valid for a grace period.
+
+Every log line is one JSON object whose `event`/`reason` fields are the contract in
+`apikeys.events`, which the CloudWatch metric filters match. No line contains key material.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from apikeys.events import Event, FailureReason
+from apikeys.keyset import ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = [
+    "ApiKeyLoader",
+    "JsonLineFormatter",
+    "LoaderSettings",
+    "NoKeySourceError",
+    "SecretReadError",
+]
+
+LOGGER = logging.getLogger("apikeys")
+# botocore's own retries (standard mode: exponential backoff with jitter on throttling and
+# transient errors); short timeouts so a dead endpoint fails startup fast.
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+
+
+class NoKeySourceError(RuntimeError):
+    """Neither API_KEYS_SECRET_ARN nor API_KEYS is set and auth is on: refuse to start."""
+
+
+class SecretReadError(RuntimeError):
+    """The secret could not be read or parsed; `reason` is the failure class."""
+
+    def __init__(self, reason: FailureReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: level, logger, message and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        line.update(getattr(record, "fields", {}))
+        return json.dumps(line, sort_keys=True)
+
+
+def _log(level: int, event: Event, message: str, **fields: object) -> None:
+    LOGGER.log(level, message, extra={"fields": {"event": str(event), **fields}})
+
+
+def _ensure_json_logging() -> None:
+    """Give the `apikeys` logger a JSON handler unless the application configured one."""
+    if not LOGGER.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLineFormatter())
+        LOGGER.addHandler(handler)
+        LOGGER.setLevel(logging.INFO)
+        LOGGER.propagate = False
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    secret_arn: str | None
+    region: str | None
+    fallback_keys: str | None = field(default=None, repr=False)  # the API_KEYS value: never printed
+    auth_enabled: bool = True
+    refresh_interval: timedelta = timedelta(minutes=5)
+    refresh_jitter: float = 0.1
+    previous_grace: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> LoaderSettings:
+        arn = environ.get("API_KEYS_SECRET_ARN") or None
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or _region_of(arn)
+        return cls(
+            secret_arn=arn,
+            region=region,
+            fallback_keys=environ.get("API_KEYS") or None,
+            auth_enabled=environ.get("ENABLE_API_KEY_AUTH", "true").strip().lower() not in ("false", "0", "no", "off"),
+            refresh_interval=timedelta(seconds=float(environ.get("API_KEYS_REFRESH_SECONDS", "300"))),
+            previous_grace=timedelta(seconds=float(environ.get("API_KEYS_PREVIOUS_GRACE_SECONDS", "3600"))),
+        )
+
+
+def _region_of(arn: str | None) -> str | None:
+    parts = (arn or "").split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else None
+
+
+def _classify(error: Exception) -> FailureReason:
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDeniedException", "AccessDenied"):
+            return FailureReason.DENIED
+        if code == "ResourceNotFoundException":
+            return FailureReason.NOT_FOUND
+        if code in ("DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"):
+            return FailureReason.DECRYPT
+        if code in ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"):
+            return FailureReason.THROTTLED
+        return (
+            FailureReason.NETWORK
+            if code.startswith(("InternalService", "ServiceUnavailable"))
+            else FailureReason.DENIED
+        )
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | BotoCoreError):
+        return FailureReason.NETWORK
+    return FailureReason.MALFORMED
+
+
+class ApiKeyLoader:
+    """Thread-safe: one lock guards the key sets and the refresh bookkeeping."""
+
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        *,
+        client: SecretsManagerClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._client = client
+        self._current = KeySet()
+        self._previous = KeySet()
+        self._previous_until = 0.0
+        self._version: str | None = None
+        self._next_check = 0.0
+        self._source = "none"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, client: SecretsManagerClient | None = None) -> ApiKeyLoader:
+        _ensure_json_logging()
+        loader = cls(LoaderSettings.from_environ(environ), client=client)
+        loader.load()
+        return loader
+
+    @property
+    def source(self) -> str:
+        """Where the keys came from: "secret", "env", "disabled"."""
+        return self._source
+
+    def _secrets_client(self) -> SecretsManagerClient:
+        if self._client is None:
+            self._client = boto3.client("secretsmanager", region_name=self._settings.region, config=BOTO_CONFIG)
+        return self._client
+
+    def load(self) -> None:
+        """Startup: the secret, else API_KEYS with a warning, else fail closed."""
+        settings = self._settings
+        if not settings.auth_enabled:
+            self._source = "disabled"
+            _log(logging.WARNING, Event.AUTH_DISABLED, "ENABLE_API_KEY_AUTH=false: API key checking is OFF")
+            return
+        if settings.secret_arn:
+            try:
+                keys, version = self._fetch(settings.secret_arn)
+            except SecretReadError as error:
+                _log(
+                    logging.ERROR,
+                    Event.SECRET_READ_FAILED,
+                    "could not read the API keys secret",
+                    reason=str(error.reason),
+                )
+                if not settings.fallback_keys:
+                    raise
+            else:
+                with self._lock:
+                    self._current, self._version, self._source = keys, version, "secret"
+                    self._schedule_next_check()
+                _log(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
+                return
+        if settings.fallback_keys:
+            keys = parse_api_keys(settings.fallback_keys)
+            with self._lock:
+                self._current, self._source = keys, "env"
+            reason = "no_secret_arn" if not settings.secret_arn else "secret_unreadable"
+            _log(
+                logging.WARNING,
+                Event.FALLBACK_TO_ENV,
+                "API keys come from the API_KEYS environment variable: move them to Secrets Manager",
+                reason=reason,
+                key_count=len(keys),
+            )
+            return
+        raise NoKeySourceError(
+            "no API keys: set API_KEYS_SECRET_ARN (or API_KEYS), or ENABLE_API_KEY_AUTH=false to disable checking"
+        )
+
+    def _fetch(self, secret_id: str, stage: str = "AWSCURRENT") -> tuple[KeySet, str]:
+        try:
+            response = self._secrets_client().get_secret_value(SecretId=secret_id, VersionStage=stage)
+        except (ClientError, BotoCoreError) as error:
+            raise SecretReadError(_classify(error), type(error).__name__) from None
+        if "SecretString" not in response:
+            raise SecretReadError(FailureReason.MALFORMED, "the secret is binary; expected a JSON string")
+        try:
+            return parse_secret_string(response["SecretString"]), response["VersionId"]
+        except ApiKeyParseError as error:
+            raise SecretReadError(FailureReason.MALFORMED, str(error)) from None
+
+    def _schedule_next_check(self) -> None:
+        interval = self._settings.refresh_interval.total_seconds()
+        jitter = interval * self._settings.refresh_jitter
+        self._next_check = self._clock() + interval + random.uniform(-jitter, jitter)  # noqa: S311 (not crypto)
+
+    def refresh_if_due(self) -> None:
+        """At most once per interval: DescribeSecret; fetch only when AWSCURRENT moved."""
+        arn = self._settings.secret_arn
+        if self._source != "secret" or arn is None:
+            return
+        with self._lock:
+            if self._clock() < self._next_check:
+                return
+            self._schedule_next_check()  # one caller refreshes; the others go on with the current keys
+        try:
+            stages = self._secrets_client().describe_secret(SecretId=arn).get("VersionIdsToStages", {})
+            current = next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
+            if current is None or current == self._version:
+                return
+            keys, version = self._fetch(arn)
+        except (ClientError, BotoCoreError) as error:
+            _log(
+                logging.WARNING,
+                Event.REFRESH_FAILED,
+                "refresh failed; keeping the last good keys",
+                reason=str(_classify(error)),
+            )
+            return
+        except SecretReadError as error:
+            _log(
+                logging.WARNING,
+                Event.REFRESH_FAILED,
+                "refresh failed; keeping the last good keys",
+                reason=str(error.reason),
+            )
+            return
+        with self._lock:
+            self._previous, self._current, self._version = self._current, keys, version
+            self._previous_until = self._clock() + self._settings.previous_grace.total_seconds()
+        _log(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
+
+    def authenticate(self, authorization: str | None) -> Client | None:
+        """`Authorization: Bearer <key>` → the client, or None. With auth disabled, an anonymous client."""
+        if self._source == "disabled":
+            return Client(client_id="anonymous", name="auth disabled")
+        self.refresh_if_due()
+        if not authorization:
+            return None
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None
+        key = key.strip()
+        with self._lock:
+            current, previous, previous_until = self._current, self._previous, self._previous_until
+        client = current.authenticate(key)
+        if client is None and self._clock() < previous_until:
+            client = previous.authenticate(key)
+        return client
+
+    def __repr__(self) -> str:
+        return f"ApiKeyLoader(source={self._source}, keys={len(self._current)})"

@@ -1,0 +1,327 @@
+"""The loader against moto (in-process) and botocore's Stubber for the failures moto can't make."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from apikeys.events import ALARMED_EVENTS, Event
+from apikeys.keyset import Client
+from apikeys.loader import (
+    BOTO_CONFIG,
+    ApiKeyLoader,
+    JsonLineFormatter,
+    LoaderSettings,
+    NoKeySourceError,
+    SecretReadError,
+)
+
+REGION = "us-east-1"
+KEY_1 = "fake_loader_key_1111111111111111"
+KEY_2 = "fake_loader_key_2222222222222222"
+KEY_ENV = "fake_loader_key_envenvenvenvenv0"
+ALL_KEYS = (KEY_1, KEY_2, KEY_ENV)
+
+
+def secret_value(*entries: tuple[str, str]) -> str:
+    return json.dumps({"apiKeys": ",".join(f"{key}:{client}:Name {client}" for key, client in entries)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    """The loader's real log lines, formatted exactly as they are written."""
+    captured: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(JsonLineFormatter().format(record))
+
+    logger = logging.getLogger("apikeys")
+    handler = Capture()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield captured
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def secrets() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name=REGION)
+
+
+def make_secret(client: Any, value: str) -> str:
+    arn: str = client.create_secret(Name="credlink/test/api-keys", SecretString=value)["ARN"]
+    return arn
+
+
+def events(lines: list[str]) -> list[str]:
+    return [json.loads(line)["event"] for line in lines]
+
+
+def test_loads_from_the_secret_and_authenticates_bearer_keys(secrets: Any, lines: list[str]) -> None:
+    arn = make_secret(secrets, secret_value((KEY_1, "c1")))
+    loader = ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn}, client=secrets)
+    assert loader.source == "secret"
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
+    assert loader.authenticate(f"bearer  {KEY_1} ") == Client("c1", "Name c1")
+    assert loader.authenticate(KEY_1) is None  # no scheme
+    assert loader.authenticate(f"Basic {KEY_1}") is None
+    assert loader.authenticate(None) is None
+    assert loader.authenticate("Bearer fake_unknown_key_000000000000") is None
+    assert events(lines) == [Event.LOADED]
+
+
+def test_neither_source_fails_closed() -> None:
+    with pytest.raises(NoKeySourceError):
+        ApiKeyLoader.from_environ({})
+
+
+def test_disabled_auth_says_so_loudly(lines: list[str]) -> None:
+    loader = ApiKeyLoader.from_environ({"ENABLE_API_KEY_AUTH": "false"})
+    assert loader.source == "disabled"
+    assert loader.authenticate(None) == Client("anonymous", "auth disabled")
+    (line,) = lines
+    assert json.loads(line)["level"] == "WARNING"
+    assert json.loads(line)["event"] == Event.AUTH_DISABLED
+
+
+def test_missing_secret_falls_back_to_api_keys_with_a_warning(secrets: Any, lines: list[str]) -> None:
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/missing-AbCdEf"
+    env = {"API_KEYS_SECRET_ARN": arn, "API_KEYS": f"{KEY_ENV}:env-client:Env"}
+    loader = ApiKeyLoader.from_environ(env, client=secrets)
+    assert loader.source == "env"
+    assert loader.authenticate(f"Bearer {KEY_ENV}") == Client("env-client", "Env")
+    failed, fallback = (json.loads(line) for line in lines)
+    assert (failed["event"], failed["reason"]) == (Event.SECRET_READ_FAILED, "not_found")
+    assert fallback["event"] == Event.FALLBACK_TO_ENV
+    assert fallback["level"] == "WARNING"
+
+
+def test_unreadable_secret_without_fallback_refuses_to_start(secrets: Any) -> None:
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/missing-AbCdEf"
+    with pytest.raises(SecretReadError) as raised:
+        ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn}, client=secrets)
+    assert raised.value.reason == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("AccessDeniedException", "denied"),
+        ("ResourceNotFoundException", "not_found"),
+        ("DecryptionFailure", "decrypt"),
+        ("ThrottlingException", "throttled"),
+    ],
+)
+def test_each_failure_class_is_named(code: str, reason: str, lines: list[str]) -> None:
+    client = boto3.client("secretsmanager", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/test-AbCdEf"
+    with Stubber(client) as stubber:
+        for _ in range(5):  # botocore's retry mode may ask again for throttling
+            stubber.add_client_error("get_secret_value", service_error_code=code)
+        loader = ApiKeyLoader(
+            LoaderSettings(secret_arn=arn, region=REGION, fallback_keys=f"{KEY_ENV}:e:E"), client=client
+        )
+        loader.load()
+    assert loader.source == "env"
+    assert json.loads(lines[0])["reason"] == reason
+
+
+def test_endpoint_down_is_a_network_failure(lines: list[str]) -> None:
+    client = boto3.client(
+        "secretsmanager", region_name=REGION, endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x", aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )  # fmt: skip
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/test-AbCdEf"
+    loader = ApiKeyLoader(LoaderSettings(secret_arn=arn, region=REGION, fallback_keys=f"{KEY_ENV}:e:E"), client=client)
+    loader.load()
+    assert json.loads(lines[0])["reason"] == "network"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"SecretString": "not json"}, {"SecretString": json.dumps({"apiKeys": "short:c:C"})}, {"SecretBinary": b"\x00"}],
+    ids=["not-json", "bad-entry", "binary"],
+)
+def test_malformed_secret_is_named_malformed(secrets: Any, value: dict[str, Any], lines: list[str]) -> None:
+    arn: str = secrets.create_secret(Name="credlink/test/bad", **value)["ARN"]
+    loader = ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn, "API_KEYS": f"{KEY_ENV}:e:E"}, client=secrets)
+    assert loader.source == "env"
+    assert json.loads(lines[0])["reason"] == "malformed"
+
+
+def test_refresh_checks_describe_at_most_once_per_interval_and_fetches_only_on_change(
+    secrets: Any, lines: list[str]
+) -> None:
+    arn = make_secret(secrets, secret_value((KEY_1, "c1")))
+    calls: list[str] = []
+    secrets.meta.events.register("before-call.secrets-manager.*", lambda model, **_: calls.append(model.name))
+    clock = Clock()
+    settings = LoaderSettings(secret_arn=arn, region=REGION, refresh_jitter=0.0)
+    loader = ApiKeyLoader(settings, client=secrets, clock=clock)
+    loader.load()
+    assert calls == ["GetSecretValue"]
+
+    for _ in range(100):  # within the interval: no calls at all
+        loader.authenticate(f"Bearer {KEY_1}")
+    assert calls == ["GetSecretValue"]
+
+    clock.now += 301  # due, but unchanged: one DescribeSecret, no fetch
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
+    assert calls == ["GetSecretValue", "DescribeSecret"]
+
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_2, "c1")))  # a rotation
+    calls.clear()
+    clock.now += 301
+    assert loader.authenticate(f"Bearer {KEY_2}") == Client("c1", "Name c1")
+    assert calls == ["DescribeSecret", "GetSecretValue"]
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")  # previous, in grace
+
+    clock.now += 3601  # grace over
+    assert loader.authenticate(f"Bearer {KEY_1}") is None
+    assert loader.authenticate(f"Bearer {KEY_2}") == Client("c1", "Name c1")
+    assert Event.REFRESHED in events(lines)
+
+
+def test_failed_refresh_keeps_the_last_good_keys(secrets: Any, lines: list[str]) -> None:
+    arn = make_secret(secrets, secret_value((KEY_1, "c1")))
+    clock = Clock()
+    loader = ApiKeyLoader(
+        LoaderSettings(secret_arn=arn, region=REGION, refresh_jitter=0.0), client=secrets, clock=clock
+    )
+    loader.load()
+    secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    clock.now += 301
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
+    failed = json.loads(lines[-1])
+    assert (failed["event"], failed["reason"]) == (Event.REFRESH_FAILED, "not_found")
+
+
+def test_no_key_material_in_any_log_line_or_repr(secrets: Any, lines: list[str]) -> None:
+    arn = make_secret(secrets, "not json " + KEY_1)
+    loader = ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn, "API_KEYS": f"{KEY_ENV}:e:E"}, client=secrets)
+    loader.authenticate(f"Bearer {KEY_2}")
+    settings = LoaderSettings.from_environ({"API_KEYS": f"{KEY_ENV}:e:E"})
+    text = "\n".join(lines) + repr(loader) + repr(settings)
+    for key in ALL_KEYS:
+        assert key not in text
+
+
+# --- The log-line contract: the loader's real lines through the stacks' metric filter patterns.
+
+_TERM = re.compile(r'\$\.(\w+)\s*=\s*"([^"]*)"')
+
+
+def cloudwatch_json_filter_matches(pattern: str, line: str) -> bool:
+    """CloudWatch Logs JSON filter syntax, for the subset the stacks use: `$.field = "value"`
+    terms joined by && and ||, with parentheses."""
+    event = json.loads(line)
+    body = pattern.strip()
+    assert body.startswith("{"), pattern
+    assert body.endswith("}"), pattern
+    expression = _TERM.sub(lambda m: repr(event.get(m[1]) == m[2]), body[1:-1])
+    expression = expression.replace("&&", " and ").replace("||", " or ")
+    assert re.fullmatch(r"[\sA-Za-z()]*", expression), expression  # only True/False/and/or/() remain
+    return bool(eval(expression))  # noqa: S307 (checked above to be a boolean expression)
+
+
+def test_loader_lines_trigger_exactly_the_alarms_they_should(secrets: Any, lines: list[str]) -> None:
+    patterns = {event.name: event.pattern for event in ALARMED_EVENTS}
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/missing-AbCdEf"
+    ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn, "API_KEYS": f"{KEY_ENV}:e:E"}, client=secrets)
+    failed, fallback = lines
+    assert cloudwatch_json_filter_matches(patterns["secret_read_failed"], failed)
+    assert not cloudwatch_json_filter_matches(patterns["fallback_to_env"], failed)
+    assert cloudwatch_json_filter_matches(patterns["fallback_to_env"], fallback)
+    assert not cloudwatch_json_filter_matches(patterns["secret_read_failed"], fallback)
+
+    lines.clear()
+    good = make_secret(secrets, secret_value((KEY_1, "c1")))
+    ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": good}, client=secrets)
+    (loaded,) = lines
+    assert not any(cloudwatch_json_filter_matches(pattern, loaded) for pattern in patterns.values())
+
+
+def test_throttling_is_not_an_access_alarm(lines: list[str]) -> None:
+    pattern = next(event.pattern for event in ALARMED_EVENTS if event.name == "secret_read_failed")
+    line = json.dumps({"event": Event.SECRET_READ_FAILED, "reason": "throttled"})
+    assert not cloudwatch_json_filter_matches(pattern, line)
+    assert cloudwatch_json_filter_matches(pattern, json.dumps({"event": Event.REFRESH_FAILED, "reason": "decrypt"}))
+
+
+class ScriptedSecretsManager:
+    """A Secrets Manager stand-in on 127.0.0.1 that answers from a script of (status, body)."""
+
+    def __init__(self, responses: list[tuple[int, dict[str, Any]]]) -> None:
+        self.responses = responses
+        self.requests = 0
+        script = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, body = script.responses[min(script.requests, len(script.responses) - 1)]
+                script.requests += 1
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_throttling_is_retried_by_botocore(lines: list[str]) -> None:
+    """The loader's client config (botocore standard retries) turns a throttle into a retry."""
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/test-AbCdEf"
+    success = {"ARN": arn, "Name": "credlink/test", "VersionId": "v" * 32, "SecretString": secret_value((KEY_1, "c1"))}
+    fake = ScriptedSecretsManager(
+        [(400, {"__type": "ThrottlingException", "message": "Rate exceeded"}), (200, success)]
+    )
+    try:
+        client = boto3.client(
+            "secretsmanager", region_name=REGION, endpoint_url=fake.url,
+            aws_access_key_id="x", aws_secret_access_key="x", config=BOTO_CONFIG,
+        )  # fmt: skip
+        loader = ApiKeyLoader(LoaderSettings(secret_arn=arn, region=REGION), client=client)
+        loader.load()
+    finally:
+        fake.close()
+    assert fake.requests == 2
+    assert loader.source == "secret"
+    assert events(lines) == [Event.LOADED]
