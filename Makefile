@@ -34,6 +34,7 @@ setup: $(VENV)/.installed node_modules/.installed $(TFRC) ## Install the pinned 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # the `apikeys` command (build: pyproject build-system pin)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

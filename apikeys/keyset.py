@@ -72,6 +72,12 @@ class KeySet:
         """This set plus `other`'s keys (this set wins where both name the same key)."""
         return KeySet({**other._clients, **self._clients}.items())
 
+    def diff(self, old: KeySet) -> tuple[tuple[Client, ...], tuple[Client, ...], int]:
+        """(clients with a key only in self, clients with a key only in old, keys in both)."""
+        added = tuple(client for digest, client in self._clients.items() if digest not in old._clients)
+        removed = tuple(client for digest, client in old._clients.items() if digest not in self._clients)
+        return added, removed, len(self._clients.keys() & old._clients.keys())
+
     @property
     def clients(self) -> tuple[Client, ...]:
         return tuple(sorted(self._clients.values(), key=lambda client: client.client_id))

@@ -1,15 +1,19 @@
 """`make demo`: the whole job against local AWS, step by step, with a summary at the end.
 
-Starts local AWS, deploys the (already synthesized) dev stack with `cdktf deploy`, puts a
-demo key set into the secret directly (never through Terraform state), reads it back as
-the application would, prints the outputs and stops local AWS. A failure names its step.
+Starts local AWS, deploys the (already synthesized) dev stack with `cdktf deploy`, moves a
+demo key set into the secret with `apikeys migrate` (never through Terraform state), checks
+it with `apikeys verify`, starts the reference service reading the secret and proves a good
+key gets 200 and a bad key 401, then stops everything. A failure names its step.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -32,34 +36,80 @@ def step(name: str, action: Callable[[], T]) -> T:
         raise DemoFailed(f"step '{name}' failed: {type(error).__name__}: {error}") from None
 
 
-def demo_key_set() -> str:
-    """Fresh, obviously fake keys (never printed)."""
-    entries = [f"demo_{secrets.token_urlsafe(32)}:{client_id}:{name}" for client_id, name in DEMO_CLIENTS]
-    return json.dumps({"apiKeys": ",".join(entries)})
+def apikeys_cli(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(  # noqa: S603 (argv built here)
+        [sys.executable, "-m", "apikeys", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    print(result.stdout, end="", file=sys.stderr)  # counts, client ids and checks only: never keys
+    if result.returncode != 0:
+        raise RuntimeError(f"apikeys {args[0]} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def http_status(url: str, *, key: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(url, data=b"demo payload", headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback http)
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    service = subprocess.Popen(  # noqa: S603 (argv built here)
+        [sys.executable, "-m", "apikeys.service", "--port", str(port)], env=env, stdin=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return service
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+        if service.poll() is not None:
+            break
+    service.terminate()
+    service.wait(timeout=10)
+    raise RuntimeError("the reference service did not answer /healthz")
 
 
 def run_demo() -> dict[str, str]:
-    server = step("start local AWS", local_aws.start_recorded)
+    step("start local AWS", local_aws.start_recorded)
+    service: subprocess.Popen[bytes] | None = None
     try:
         env = step("point Terraform at local AWS", lambda: stackctl.target_environment(ENV, "local"))
         step(f"cdktf deploy {ENV}", lambda: stackctl.deploy(ENV, env, auto_approve=True))
         outputs = step("read stack outputs", lambda: stackctl.outputs(ENV, env))
         region = outputs["secret_arn"].split(":")[3]
-        client = server.session(region).client("secretsmanager", endpoint_url=server.endpoint_url)
-        value = demo_key_set()
-        version = step(
-            "put the demo key set (directly, not through Terraform)",
-            lambda: client.put_secret_value(SecretId=outputs["secret_arn"], SecretString=value)["VersionId"],
+        app_env = {**env, "AWS_REGION": region}
+        keys = [f"demo_{secrets.token_urlsafe(32)}" for _ in DEMO_CLIENTS]
+        api_keys = ",".join(
+            f"{key}:{client_id}:{name}" for key, (client_id, name) in zip(keys, DEMO_CLIENTS, strict=True)
         )
-        read_back = step(
-            "read it back as the application would",
-            lambda: client.get_secret_value(SecretId=outputs["secret_arn"])["SecretString"],
+        step(
+            "apikeys migrate (API_KEYS -> Secrets Manager)",
+            lambda: apikeys_cli("migrate", "--env", ENV, env={**app_env, "API_KEYS": api_keys}),
         )
-        if read_back != value:
-            raise DemoFailed("step 'read it back' failed: the value read differs from the value written")
-        key_count = len(json.loads(read_back)["apiKeys"].split(","))
-        return {**outputs, "version_id": version, "key_count": str(key_count)}
+        step("apikeys verify", lambda: apikeys_cli("verify", "--env", ENV, env=app_env))
+        port = local_aws.free_port()
+        service = step(
+            "start the reference service",
+            lambda: start_service({**app_env, "API_KEYS_SECRET_ARN": outputs["secret_arn"]}, port),
+        )
+        url = f"http://127.0.0.1:{port}/sign"
+        good = step("a good key gets 200", lambda: http_status(url, key=keys[0]))
+        bad = step("a bad key gets 401", lambda: http_status(url, key=f"demo_{secrets.token_urlsafe(32)}"))
+        if (good, bad) != (200, 401):
+            raise DemoFailed(
+                f"step 'call the service' failed: good key -> {good}, bad key -> {bad} (expected 200, 401)"
+            )
+        return {**outputs, "key_count": str(len(keys)), "service_checks": f"good key {good}, bad key {bad}"}
     finally:
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=10)
         step("stop local AWS", local_aws.stop_recorded)
 
 
@@ -78,11 +128,11 @@ def main() -> int:
                 f"  KMS key         {result['kms_key_arn']}",
                 f"  read policy     {result['read_policy_arn']}",
                 f"  alert topic     {result['alert_topic_arn']}",
-                f"  secret version  {result['version_id']}",
+                f"  service         {result['service_checks']}",
                 "",
                 "Give the service its secret by ARN (a real deployment prints a real account's ARN):",
                 f"  export API_KEYS_SECRET_ARN={result['secret_arn']}",
-                "local AWS was stopped; nothing is left running.",
+                "The reference service and local AWS were stopped; nothing is left running.",
             ]
         )
     )

@@ -21,14 +21,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import boto3
 
-__all__ = ["LocalAws", "local_aws", "recorded", "start", "start_recorded", "stop", "stop_recorded"]
+__all__ = ["LocalAws", "free_port", "local_aws", "recorded", "start", "start_recorded", "stop", "stop_recorded"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = PROJECT_ROOT / ".tooling" / "local-aws.json"
@@ -53,6 +53,11 @@ class LocalAws:
         """Terraform state for stacks deployed to this server; it dies with the server."""
         return LOCAL_STATE_ROOT / f"port-{self.port}"
 
+    def applied_to(self, base: Mapping[str, str]) -> dict[str, str]:
+        """`base` (e.g. os.environ) pointed at this endpoint, with any real identity removed."""
+        kept = {key: value for key, value in base.items() if key not in _REAL_IDENTITY}
+        return {**kept, **self.environment()}
+
     def session(self, region: str) -> boto3.Session:
         """A boto3 session with the fake credentials; pass `endpoint_url` to its clients."""
         return boto3.Session(
@@ -67,20 +72,32 @@ class LocalAws:
         return {
             **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_SESSION_TOKEN": "",
-            "AWS_PROFILE": "",
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
 
+# Variables that would point the SDKs at a real identity instead of the fake credentials.
+_REAL_IDENTITY = frozenset(
+    {
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    }
+)
+
 # Servers this process started, so stop() can reap them (a server started by
 # `python -m scripts.local_aws start` outlives that process and is stopped by PID).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         port: int = probe.getsockname()[1]
@@ -105,7 +122,7 @@ def _alive(pid: int) -> bool:
 
 def start(*, log_path: Path | None = None) -> LocalAws:
     """Start moto's server and wait until it answers. Raises RuntimeError if it does not."""
-    port = _free_port()
+    port = free_port()
     log = open(log_path or os.devnull, "ab")  # noqa: SIM115 (handed to the child process)
     process = subprocess.Popen(  # noqa: S603 (fixed argv)
         [sys.executable, "-m", "scripts.moto_server", "-H", HOST, "-p", str(port)],

@@ -46,9 +46,15 @@ die() {
 
 # ---------------------------------------------------------------- what to scan
 all_envs=()
-for file in envs/*.toml; do
-  [[ -e $file ]] && all_envs+=("$(basename "$file" .toml)")
-done
+if [[ -n ${CDKTF_OUTDIR:-} ]]; then # another synthesis (tests): its stacks are the envs
+  for file in "$stacks"/*/cdk.tf.json; do
+    [[ -e $file ]] && all_envs+=("$(basename "$(dirname "$file")")")
+  done
+else
+  for file in envs/*.toml; do
+    [[ -e $file ]] && all_envs+=("$(basename "$file" .toml)")
+  done
+fi
 
 envs=()
 scan_modules=false

@@ -56,10 +56,10 @@ def running_local_aws() -> LocalAws:
     return server
 
 
-def local_environment(env: str, server: LocalAws) -> dict[str, str]:
-    """Terraform pointed at local AWS, with local state kept under .tooling/local-aws/."""
+def local_environment(env: str, server: LocalAws, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` with Terraform pointed at local AWS, and local state kept under .tooling/local-aws/."""
     kind, settings = _backend(env)
-    variables = server.environment()
+    variables = server.applied_to(base)
     if kind == "local":
         server.state_dir.mkdir(parents=True, exist_ok=True)
         backend_args = [f"-backend-config=path={server.state_dir / f'{env}.tfstate'}"]
@@ -99,7 +99,7 @@ def announce_real_account() -> None:
 def target_environment(env: str, target: str) -> dict[str, str]:
     base = {**os.environ, "CHECKPOINT_DISABLE": "1"}
     if target == "local":
-        return {**base, **local_environment(env, running_local_aws())}
+        return local_environment(env, running_local_aws(), base)
     announce_real_account()
     return base
 
@@ -148,7 +148,17 @@ def deploy(env_name: str, env: Mapping[str, str], *, auto_approve: bool) -> None
     """`cdktf deploy <env>` on the already-synthesized stack."""
     cdktf = PROJECT_ROOT / "node_modules" / ".bin" / "cdktf"
     outdir = stack_dir(env_name).parent.parent
-    argv = [str(cdktf), "deploy", env_name, "--skip-synth", "--skip-provider-lock", "--output", str(outdir)]
+    argv = [
+        str(cdktf),
+        "deploy",
+        env_name,
+        "--skip-synth",
+        "--skip-provider-lock",
+        "--output",
+        str(outdir),
+        "--outputs-file",
+        str(stack_dir(env_name) / "outputs.json"),
+    ]  # read by `apikeys verify` etc.
     if auto_approve:
         argv.append("--auto-approve")
     run(argv, env={**env, "CI": env.get("CI", "1")}, cwd=PROJECT_ROOT, step=f"cdktf deploy {env_name}")

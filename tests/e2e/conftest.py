@@ -24,7 +24,7 @@ class LocalDeployment:
     server_log: Path
 
     def environment(self, env: str) -> dict[str, str]:
-        return {**self.terraform_env, **local_environment(env, self.server)}
+        return local_environment(env, self.server, self.terraform_env)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,7 @@
+"""`python -m apikeys`: the operator CLI."""
+
+import sys
+
+from apikeys.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The operator CLI and the reference service, against moto in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from apikeys.cli import main
+from apikeys.loader import ApiKeyLoader, LoaderSettings
+from apikeys.service import create_app
+
+REGION = "us-east-1"
+KEY_1 = "fake_cli_key_11111111111111111111"
+KEY_2 = "fake_cli_key_22222222222222222222"
+KEY_3 = "fake_cli_key_33333333333333333333"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def deployed(aws: None, tmp_path: Path) -> dict[str, Any]:
+    """What `make deploy ENV=test` leaves: a CMK, the secret, a read policy on a task role, outputs."""
+    kms = boto3.client("kms", region_name=REGION)
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.enable_key_rotation(KeyId=key_arn)
+    secret_arn = secrets.create_secret(Name="credlink/test/api-keys", KmsKeyId=key_arn)["ARN"]
+    iam.create_role(RoleName="credlink-test-task", AssumeRolePolicyDocument="{}")
+    policy_arn = iam.create_policy(PolicyName="credlink-test-api-keys-read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                                 "Resource": secret_arn}]}))["Policy"]["Arn"]  # fmt: skip
+    iam.attach_role_policy(RoleName="credlink-test-task", PolicyArn=policy_arn)
+    outputs = tmp_path / "outputs.json"
+    stack = {"secret_arn": secret_arn, "kms_key_arn": key_arn, "read_policy_arn": policy_arn}
+    outputs.write_text(json.dumps({"test": stack}), encoding="utf-8")
+    return {**stack, "outputs": str(outputs), "secrets": secrets}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_makes_long_random_prefixed_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    _, first, _ = run(capsys, "generate", "--env", "prod")
+    _, second, _ = run(capsys, "generate", "--env", "prod")
+    assert first.startswith("prod_")
+    assert len(first.strip()) >= len("prod_") + 32
+    assert first != second
+
+
+def test_migrate_writes_a_version_reports_clients_only_and_is_idempotent(
+    deployed: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEYS", f"{KEY_1}:client-1:One,{KEY_2}:client-2:Two")
+    code, out, err = run(capsys, "migrate", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 0, err
+    assert "2 keys (added 2, removed 0, kept 0)" in out
+    assert "client-1, client-2" in out
+    assert KEY_1 not in out + err
+
+    code, out, _ = run(capsys, "migrate", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 0
+    assert out.startswith("unchanged")
+    versions = deployed["secrets"].list_secret_version_ids(SecretId=deployed["secret_arn"])["Versions"]
+    assert len(versions) == 1
+
+    monkeypatch.setenv("API_KEYS", f"{KEY_1}:client-1:One,{KEY_3}:client-3:Three")
+    code, out, _ = run(capsys, "migrate", "--env", "test", "--outputs", deployed["outputs"])
+    assert "(added 1, removed 1, kept 1)" in out
+    assert "added: client-3" in out
+    assert "removed: client-2" in out
+
+
+def test_migrate_reads_stdin_and_rejects_bad_input_without_echoing_it(
+    deployed: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("API_KEYS", raising=False)
+    code, _, err = run(capsys, "migrate", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 1
+    assert "never on the command line" in err
+
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(f"{KEY_1}:client-1:One,{KEY_2}:client-1:Two\n"))
+    code, _, err = run(capsys, "migrate", "--env", "test", "--stdin", "--outputs", deployed["outputs"])
+    assert code == 1
+    assert 'entry 2, field "clientId"' in err
+    assert KEY_2 not in err
+    with pytest.raises(SystemExit):
+        main(["migrate", "--env", "test", "--api-keys", KEY_1])  # there is no argv option for keys
+
+
+def test_verify_passes_on_a_good_deployment_and_fails_rows_otherwise(
+    deployed: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(capsys, "verify", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 1  # no value yet
+    assert "FAIL  value readable and parseable" in out
+
+    monkeypatch.setenv("API_KEYS", f"{KEY_1}:client-1:One")
+    assert main(["migrate", "--env", "test", "--outputs", deployed["outputs"]]) == 0
+    code, out, _ = run(capsys, "verify", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 0, out
+    for row in ("secret exists", "uses this env's CMK", "KMS key rotation on", "read policy on the task role(s)",
+                "value readable and parseable", "key count"):  # fmt: skip
+        assert f"PASS  {row}" in out
+    assert "credlink-test-task" in out
+    assert "INFO  rotation" in out
+
+    boto3.client("kms", region_name=REGION).disable_key_rotation(KeyId=deployed["kms_key_arn"])
+    code, out, _ = run(capsys, "verify", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 1
+    assert "FAIL  KMS key rotation on" in out
+
+
+def test_doctor_explains_not_found_and_a_region_mismatch(
+    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:credlink/test/api-keys-AbCdEf"
+    code, out, _ = run(capsys, "doctor", "--secret-arn", missing)
+    assert code == 1
+    assert "NotFound" in out
+    assert "PASS  ARN shape" in out
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    code, out, _ = run(capsys, "doctor", "--secret-arn", missing)
+    assert "AWS_REGION=eu-west-1 but the ARN is in us-east-1" in out
+    code, out, _ = run(capsys, "doctor", "--secret-arn", "not-an-arn")
+    assert "FAIL  ARN shape" in out
+
+
+def test_reference_service_requires_a_valid_bearer_key(deployed: dict[str, Any]) -> None:
+    deployed["secrets"].put_secret_value(
+        SecretId=deployed["secret_arn"], SecretString=json.dumps({"apiKeys": f"{KEY_1}:client-1:One"})
+    )
+    loader = ApiKeyLoader(LoaderSettings(secret_arn=deployed["secret_arn"], region=REGION), client=deployed["secrets"])
+    loader.load()
+    http = create_app(loader).test_client()
+    assert http.get("/healthz").status_code == 200
+    assert http.post("/sign", data=b"hello").status_code == 401
+    assert http.post("/sign", data=b"hello", headers={"Authorization": f"Bearer {KEY_2}"}).status_code == 401
+    response = http.post("/sign", data=b"hello", headers={"Authorization": f"Bearer {KEY_1}"})
+    assert response.status_code == 200
+    assert response.json == {"clientId": "client-1", "sha256": hashlib.sha256(b"hello").hexdigest()}
+    assert response.headers.get("WWW-Authenticate") is None
