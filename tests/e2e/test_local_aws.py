@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from scripts import stackctl
+from scripts import demo, stackctl
+from scripts.local_aws import free_port
 from tests.conftest import run_main
 from tests.e2e.conftest import LocalDeployment, make_log_group, make_task_roles
 from tests.infra.test_stacks import ALL_ENVS
@@ -229,6 +230,31 @@ def test_deployed_policies_pass_parliament(local: LocalDeployment, stack: str, r
             if (kind, finding.issue) not in PARLIAMENT_EXPLAINED:
                 unexplained.append(f"{kind}: {finding.issue} {finding.detail}")
     assert unexplained == []
+
+
+def test_cli_and_reference_service_against_local_aws(local: LocalDeployment, dev: dict[str, str]) -> None:
+    """The operator path and the application path end to end: migrate, verify, then a service
+    that reads the secret answers 200 for a good key and 401 for a bad one."""
+    env = {**local.environment("dev"), "AWS_REGION": REGION}
+    keys = [f"e2e_{secrets.token_urlsafe(32)}" for _ in range(2)]
+    api_keys = f"{keys[0]}:e2e-client-1:One,{keys[1]}:e2e-client-2:Two"
+    outputs = str(stackctl.stack_dir("dev") / "outputs.json")
+    migrated = demo.apikeys_cli("migrate", "--env", "dev", "--outputs", outputs, env={**env, "API_KEYS": api_keys})
+    assert "added 2" in migrated
+    verified = demo.apikeys_cli("verify", "--env", "dev", "--outputs", outputs, env=env)
+    assert "FAIL" not in verified
+    port = free_port()
+    service = demo.start_service({**env, "API_KEYS_SECRET_ARN": dev["secret_arn"]}, port)
+    try:
+        url = f"http://127.0.0.1:{port}/sign"
+        assert demo.http_status(url, key=keys[1]) == 200
+        assert demo.http_status(url, key=f"e2e_{secrets.token_urlsafe(32)}") == 401
+        assert demo.http_status(url) == 401
+    finally:
+        service.terminate()
+        service.wait(timeout=10)
+    for text in (migrated, verified):
+        assert all(key not in text for key in keys)
 
 
 def test_prod_refuses_to_destroy_its_key_and_secret(local: LocalDeployment, prod: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -273,7 +274,7 @@ def test_throttling_is_not_an_access_alarm(lines: list[str]) -> None:
 class ScriptedSecretsManager:
     """A Secrets Manager stand-in on 127.0.0.1 that answers from a script of (status, body)."""
 
-    def __init__(self, responses: list[tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, responses: list[tuple[int, dict[str, Any]]], *, delay_seconds: float = 0.0) -> None:
         self.responses = responses
         self.requests = 0
         script = self
@@ -281,6 +282,7 @@ class ScriptedSecretsManager:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay_seconds)
                 status, body = script.responses[min(script.requests, len(script.responses) - 1)]
                 script.requests += 1
                 payload = json.dumps(body).encode()
@@ -325,3 +327,23 @@ def test_throttling_is_retried_by_botocore(lines: list[str]) -> None:
     assert fake.requests == 2
     assert loader.source == "secret"
     assert events(lines) == [Event.LOADED]
+
+
+def test_a_timeout_is_a_network_failure(lines: list[str]) -> None:
+    """A Secrets Manager that does not answer in time: the loader's read timeout ends the wait."""
+    arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/test-AbCdEf"
+    fake = ScriptedSecretsManager([(200, {})], delay_seconds=1.5)
+    try:
+        client = boto3.client(
+            "secretsmanager", region_name=REGION, endpoint_url=fake.url,
+            aws_access_key_id="x", aws_secret_access_key="x",
+            config=Config(retries={"max_attempts": 1}, read_timeout=0.5),
+        )  # fmt: skip
+        loader = ApiKeyLoader(
+            LoaderSettings(secret_arn=arn, region=REGION, fallback_keys=f"{KEY_ENV}:e:E"), client=client
+        )
+        loader.load()
+    finally:
+        fake.close()
+    assert loader.source == "env"
+    assert json.loads(lines[0])["reason"] == "network"
