@@ -185,6 +185,7 @@ class ApiKeyLoader:
     def load(self) -> None:
         """Startup: the secret, else API_KEYS with a warning, else fail closed."""
         settings = self._settings
+        failure: FailureReason | None = None
         if not settings.auth_enabled:
             self._source = "disabled"
             _log(logging.WARNING, Event.AUTH_DISABLED, "ENABLE_API_KEY_AUTH=false: API key checking is OFF")
@@ -193,12 +194,8 @@ class ApiKeyLoader:
             try:
                 keys, version = self._fetch(settings.secret_arn)
             except SecretReadError as error:
-                _log(
-                    logging.ERROR,
-                    Event.SECRET_READ_FAILED,
-                    "could not read the API keys secret",
-                    reason=str(error.reason),
-                )
+                failure = error.reason
+                _log(logging.ERROR, Event.SECRET_READ_FAILED, "could not read the API keys secret", reason=str(failure))
                 if not settings.fallback_keys:
                     raise
             else:
@@ -211,7 +208,7 @@ class ApiKeyLoader:
             keys = parse_api_keys(settings.fallback_keys)
             with self._lock:
                 self._current, self._source = keys, "env"
-            reason = "no_secret_arn" if not settings.secret_arn else "secret_unreadable"
+            reason = str(failure) if failure is not None else "no_secret_arn"
             _log(
                 logging.WARNING,
                 Event.FALLBACK_TO_ENV,

@@ -114,7 +114,7 @@ def test_missing_secret_falls_back_to_api_keys_with_a_warning(secrets: Any, line
     assert loader.authenticate(f"Bearer {KEY_ENV}") == Client("env-client", "Env")
     failed, fallback = (json.loads(line) for line in lines)
     assert (failed["event"], failed["reason"]) == (Event.SECRET_READ_FAILED, "not_found")
-    assert fallback["event"] == Event.FALLBACK_TO_ENV
+    assert (fallback["event"], fallback["reason"]) == (Event.FALLBACK_TO_ENV, "not_found")
     assert fallback["level"] == "WARNING"
 
 
@@ -146,6 +146,7 @@ def test_each_failure_class_is_named(code: str, reason: str, lines: list[str]) -
         loader.load()
     assert loader.source == "env"
     assert json.loads(lines[0])["reason"] == reason
+    assert json.loads(lines[1])["reason"] == reason  # the WARN fallback line names the class too
 
 
 def test_endpoint_down_is_a_network_failure(lines: list[str]) -> None:
