@@ -65,7 +65,7 @@ else
   for arg in "$@"; do
     if [[ $arg == modules ]]; then
       scan_modules=true
-    elif [[ -f envs/$arg.toml ]]; then
+    elif [[ " ${all_envs[*]} " == *" $arg "* ]]; then
       envs+=("$arg")
     else
       die "unknown target '$arg': expected modules or an env of envs/*.toml (${all_envs[*]:-none})"

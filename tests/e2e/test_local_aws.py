@@ -182,9 +182,11 @@ def test_canary_key_set_never_lands_in_any_artifact(
             assert secret not in text
 
 
-# parliament findings accepted on deployed documents, each with its reason.
+# parliament findings accepted on deployed documents, each with its reason. parliament reads
+# every document as an identity policy; these are where that reading is wrong.
 PARLIAMENT_EXPLAINED = {
-    ("key_policy", "RESOURCE_STAR"): "a key policy's Resource '*' is the key itself; AWS requires that form",
+    ("key_policy", "RESOURCE_STAR", ""): "a key policy's Resource '*' is the key itself; AWS requires that form",
+    ("trust_policy", "MALFORMED", "neither Resource nor NotResource"): "a role trust policy has no Resource element",
 }
 
 
@@ -227,7 +229,11 @@ def test_deployed_policies_pass_parliament(local: LocalDeployment, stack: str, r
     unexplained = []
     for kind, document in deployed_documents(local, stack, outputs):
         for finding in parliament_findings(document):
-            if (kind, finding.issue) not in PARLIAMENT_EXPLAINED:
+            explained = any(
+                (kind, finding.issue) == (known_kind, known_issue) and detail in str(finding.detail)
+                for known_kind, known_issue, detail in PARLIAMENT_EXPLAINED
+            )
+            if not explained:
                 unexplained.append(f"{kind}: {finding.issue} {finding.detail}")
     assert unexplained == []
 
