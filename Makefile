@@ -55,7 +55,7 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 	  terraform -chdir=cdktf.out/stacks/$$env validate; \
 	done
 
-test: setup lint ## Run every check: lint, then config, snapshot, stack, terraform validate and module tests
+test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov
 	$(PY) -m pytest
 
 lint: setup ## ruff, mypy --strict, terraform fmt
@@ -85,7 +85,7 @@ scan: synth ## checkov policy gate (own venv, offline): every env + modules, or 
 outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
 	$(STACKCTL) outputs
 
-demo: synth ## The main job on local AWS: deploy dev, store a demo key set, read it back, stop
+demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify, call the service, stop
 	$(PY) -m scripts.demo
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
