@@ -53,21 +53,20 @@ class Synthesis:
         return (self.stack_dir(env) / "cdk.tf.json").read_text(encoding="utf-8")
 
 
+def run_captured(argv: list[str], *, env: Mapping[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run a command from the project root with its output captured (never raises on exit code)."""
+    return subprocess.run(
+        argv, cwd=PROJECT_ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def run_main(
     envs_dir: Path, outdir: Path, *, extra_context: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CREDLINK_ENVS_DIR": str(envs_dir), "CDKTF_OUTDIR": str(outdir)}
     if extra_context:
         env["CDKTF_CONTEXT_JSON"] = json.dumps(dict(extra_context))
-    return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "main.py")],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_captured([sys.executable, str(PROJECT_ROOT / "main.py")], env=env)
 
 
 @pytest.fixture(scope="session")

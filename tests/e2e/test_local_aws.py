@@ -16,7 +16,7 @@ import pytest
 
 from scripts import demo, stackctl
 from scripts.local_aws import free_port
-from tests.conftest import run_main
+from tests.conftest import run_captured, run_main
 from tests.e2e.conftest import LocalDeployment, make_log_group, make_task_roles
 from tests.infra.test_stacks import ALL_ENVS
 
@@ -29,15 +29,16 @@ def client(local: LocalDeployment, service: str, region: str = REGION) -> Any:
     return local.server.session(region).client(service, endpoint_url=local.server.endpoint_url)  # type: ignore[call-overload]
 
 
+def terraform_in(env_name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`terraform <args>` in the env's synthesized stack directory, output captured."""
+    return run_captured(
+        ["terraform", f"-chdir={stackctl.stack_dir(env_name)}", *args, "-no-color"], env=env, timeout=300
+    )
+
+
 def replan(local: LocalDeployment, env: str) -> subprocess.CompletedProcess[str]:
     """`terraform plan -detailed-exitcode`: returncode 0 no changes, 2 changes, 1 error."""
-    return subprocess.run(
-        ["terraform", f"-chdir={stackctl.stack_dir(env)}", "plan", "-input=false", "-detailed-exitcode", "-no-color"],
-        env=local.environment(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return terraform_in(env, "plan", "-input=false", "-detailed-exitcode", env=local.environment(env))
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)
@@ -134,10 +135,7 @@ def canary_key_set(label: str) -> tuple[str, list[str]]:
 
 
 def terraform_captured(local: LocalDeployment, *args: str, extra_env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["terraform", f"-chdir={stackctl.stack_dir('dev')}", *args, "-no-color"],
-        env={**local.environment("dev"), **(extra_env or {})}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    result = terraform_in("dev", *args, env={**local.environment("dev"), **(extra_env or {})})
     assert result.returncode in (0, 2), result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout + result.stderr
 
@@ -321,11 +319,7 @@ def test_s3_state_is_locked_against_a_concurrent_apply(local: LocalDeployment) -
 
 
 def _apply(env_name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["terraform", f"-chdir={stackctl.stack_dir(env_name)}", "apply", "-auto-approve", "-input=false",
-         "-lock-timeout=0s", "-no-color"],
-        env=env, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+    return terraform_in(env_name, "apply", "-auto-approve", "-input=false", "-lock-timeout=0s", env=env)
 
 
 def _wait_for_object(s3: Any, bucket: str, key: str, *, timeout: float) -> bool:

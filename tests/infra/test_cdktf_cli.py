@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Synthesis
+from tests.conftest import PROJECT_ROOT, Synthesis, run_captured
 
 pytestmark = pytest.mark.synth
 
@@ -20,14 +19,8 @@ def test_cdktf_cli_synth_matches_main_py(synthesized: Synthesis, terraform_env: 
         "CREDLINK_ENVS_DIR": str(synthesized.envs_dir),
         "CI": "1",  # no spinner, no prompts
     }
-    result = subprocess.run(
-        [str(PROJECT_ROOT / "node_modules" / ".bin" / "cdktf"), "synth", "--output", str(outdir)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run_captured(
+        [str(PROJECT_ROOT / "node_modules" / ".bin" / "cdktf"), "synth", "--output", str(outdir)], env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for stack, expected in synthesized.stacks.items():
