@@ -7,6 +7,7 @@ file is validated before any construct exists, so a bad file writes nothing to c
     python main.py                          # all envs/*.toml
     CREDLINK_ENVS_DIR=path python main.py   # another envs directory
     CREDLINK_ALLOW_DESTROY=prod python main.py   # lift prod's destroy guard (explicit override)
+    CREDLINK_PROVIDER_IMPORT=naive python main.py # eager provider import (benchmarks, equivalence test)
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 EXIT_CONFIG_ERROR = 2
 
 
-def synthesize(configs: tuple[EnvironmentConfig, ...], *, outdir: str | None = None) -> None:
+def synthesize(
+    configs: tuple[EnvironmentConfig, ...], *, outdir: str | None = None, naive_import: bool = False
+) -> None:
     # cdktf is imported only after the configs are valid: a config error costs no Node start.
     from cdktf import App
+
+    if naive_import:
+        # The package's own eager __init__ (all ~2,135 modules); stacks/aws.py's lean
+        # loader then finds the package imported and stands aside.
+        import cdktf_cdktf_provider_aws  # noqa: F401
 
     from stacks.secrets_stack import SECRETS_MODULE_SOURCE, SecretsStack
 
@@ -48,7 +56,10 @@ def main() -> int:
     os.chdir(PROJECT_ROOT)  # module sources and the local backend are relative to the root
     envs_dir = Path(os.environ.get("CREDLINK_ENVS_DIR", "envs"))
     allow_destroy = set(filter(None, os.environ.get("CREDLINK_ALLOW_DESTROY", "").split(",")))
+    provider_import = os.environ.get("CREDLINK_PROVIDER_IMPORT", "lean")
     try:
+        if provider_import not in ("lean", "naive"):
+            raise ConfigError(f"CREDLINK_PROVIDER_IMPORT={provider_import!r}: use 'lean' (the default) or 'naive'")
         configs = tuple(
             config.without_deletion_protection() if config.environment in allow_destroy else config
             for config in load_environments(envs_dir.glob("*.toml"))
@@ -57,7 +68,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    synthesize(configs)
+    synthesize(configs, naive_import=provider_import == "naive")
     return 0
 
 

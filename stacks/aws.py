@@ -2,8 +2,13 @@
 
 Stacks and constructs import AWS resource classes from here, never from
 `cdktf_cdktf_provider_aws` directly, so the binding package (and how it is loaded) can
-change in one file.
+change in one file. The bindings load lean (stacks/provider_bindings.py): only the
+resource modules imported below, not all ~2,135 of them.
 """
+
+from stacks.provider_bindings import install as _install_lean_bindings
+
+_install_lean_bindings()
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_metric_filter import CloudwatchLogMetricFilter

@@ -61,9 +61,13 @@ def run_captured(argv: list[str], *, env: Mapping[str, str], timeout: float = 60
 
 
 def run_main(
-    envs_dir: Path, outdir: Path, *, extra_context: Mapping[str, str] | None = None
+    envs_dir: Path,
+    outdir: Path,
+    *,
+    extra_context: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CREDLINK_ENVS_DIR": str(envs_dir), "CDKTF_OUTDIR": str(outdir)}
+    env = {**os.environ, "CREDLINK_ENVS_DIR": str(envs_dir), "CDKTF_OUTDIR": str(outdir), **(extra_env or {})}
     if extra_context:
         env["CDKTF_CONTEXT_JSON"] = json.dumps(dict(extra_context))
     return run_captured([sys.executable, str(PROJECT_ROOT / "main.py")], env=env)
