@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from apikeys.keyset import ApiKeyParseError, KeySet, parse_api_keys, parse_secret_string
+from apikeys.keyset import ApiKeyParseError, KeySet, new_key, parse_api_keys, parse_secret_string
 from apikeys.loader import BOTO_CONFIG
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ def _exists(secretsmanager: SecretsManagerClient, arn: str) -> bool:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     prefix = f"{args.env}_" if args.env else ""
-    print(f"{prefix}{secrets.token_urlsafe(32)}")  # 43 random URL-safe characters (256 bits)
+    print(f"{prefix}{new_key()}")
     return 0
 
 

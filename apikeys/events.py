@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["ALARMED_EVENTS", "METRIC_NAMESPACE", "AlarmedEvent", "Event", "FailureReason"]
+__all__ = ["ALARMED_EVENTS", "METRIC_NAMESPACE", "ROTATION_FAILED", "AlarmedEvent", "Event", "FailureReason"]
 
 METRIC_NAMESPACE = "Credlink/ApiKeys"
 
@@ -25,6 +25,8 @@ class Event(StrEnum):
     AUTH_DISABLED = "apikeys.auth_disabled"
     REFRESHED = "apikeys.refreshed"
     REFRESH_FAILED = "apikeys.refresh_failed"
+    ROTATION_STEP = "apikeys.rotation_step"
+    ROTATION_FAILED = "apikeys.rotation_failed"
 
 
 class FailureReason(StrEnum):
@@ -68,4 +70,12 @@ ALARMED_EVENTS: tuple[AlarmedEvent, ...] = (
         ),
         description="The service could not read its API keys secret (access denied, not found or KMS decrypt failure).",
     ),
+)
+
+# Written by the rotation function (apikeys.rotation), alarmed on its own log group.
+ROTATION_FAILED = AlarmedEvent(
+    name="rotation_failed",
+    metric_name="ApiKeysRotationFailed",
+    pattern=f'{{ $.event = "{Event.ROTATION_FAILED}" }}',
+    description="A step of the API keys rotation failed: AWSCURRENT is unchanged; see the rotation function's log.",
 )

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ __all__ = [
     "ApiKeyParseError",
     "Client",
     "KeySet",
+    "format_api_keys",
+    "new_key",
     "parse_api_keys",
     "parse_secret_string",
 ]
@@ -96,6 +99,16 @@ class KeySet:
 
     def __repr__(self) -> str:
         return f"KeySet({len(self)} keys)"
+
+
+def new_key() -> str:
+    """A new API key: 43 random URL-safe characters (256 bits from `secrets`)."""
+    return secrets.token_urlsafe(32)
+
+
+def format_api_keys(entries: Iterable[tuple[str, Client]]) -> str:
+    """The inverse of `parse_api_keys`: `key:clientId:Name,...`."""
+    return ",".join(f"{key}:{client.client_id}:{client.name}" for key, client in entries)
 
 
 def parse_api_keys(value: str) -> KeySet:

@@ -46,11 +46,14 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 __all__ = [
+    "BOTO_CONFIG",
     "ApiKeyLoader",
     "JsonLineFormatter",
     "LoaderSettings",
     "NoKeySourceError",
     "SecretReadError",
+    "ensure_json_logging",
+    "log_event",
 ]
 
 LOGGER = logging.getLogger("apikeys")
@@ -80,11 +83,11 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, sort_keys=True)
 
 
-def _log(level: int, event: Event, message: str, **fields: object) -> None:
+def log_event(level: int, event: Event, message: str, **fields: object) -> None:
     LOGGER.log(level, message, extra={"fields": {"event": str(event), **fields}})
 
 
-def _ensure_json_logging() -> None:
+def ensure_json_logging() -> None:
     """Give the `apikeys` logger a JSON handler unless the application configured one."""
     if not LOGGER.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -167,7 +170,7 @@ class ApiKeyLoader:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, client: SecretsManagerClient | None = None) -> ApiKeyLoader:
-        _ensure_json_logging()
+        ensure_json_logging()
         loader = cls(LoaderSettings.from_environ(environ), client=client)
         loader.load()
         return loader
@@ -188,28 +191,30 @@ class ApiKeyLoader:
         failure: FailureReason | None = None
         if not settings.auth_enabled:
             self._source = "disabled"
-            _log(logging.WARNING, Event.AUTH_DISABLED, "ENABLE_API_KEY_AUTH=false: API key checking is OFF")
+            log_event(logging.WARNING, Event.AUTH_DISABLED, "ENABLE_API_KEY_AUTH=false: API key checking is OFF")
             return
         if settings.secret_arn:
             try:
                 keys, version = self._fetch(settings.secret_arn)
             except SecretReadError as error:
                 failure = error.reason
-                _log(logging.ERROR, Event.SECRET_READ_FAILED, "could not read the API keys secret", reason=str(failure))
+                log_event(
+                    logging.ERROR, Event.SECRET_READ_FAILED, "could not read the API keys secret", reason=str(failure)
+                )
                 if not settings.fallback_keys:
                     raise
             else:
                 with self._lock:
                     self._current, self._version, self._source = keys, version, "secret"
                     self._schedule_next_check()
-                _log(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
+                log_event(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
                 return
         if settings.fallback_keys:
             keys = parse_api_keys(settings.fallback_keys)
             with self._lock:
                 self._current, self._source = keys, "env"
             reason = str(failure) if failure is not None else "no_secret_arn"
-            _log(
+            log_event(
                 logging.WARNING,
                 Event.FALLBACK_TO_ENV,
                 "API keys come from the API_KEYS environment variable: move them to Secrets Manager",
@@ -254,7 +259,7 @@ class ApiKeyLoader:
                 return
             keys, version = self._fetch(arn)
         except (ClientError, BotoCoreError) as error:
-            _log(
+            log_event(
                 logging.WARNING,
                 Event.REFRESH_FAILED,
                 "refresh failed; keeping the last good keys",
@@ -262,7 +267,7 @@ class ApiKeyLoader:
             )
             return
         except SecretReadError as error:
-            _log(
+            log_event(
                 logging.WARNING,
                 Event.REFRESH_FAILED,
                 "refresh failed; keeping the last good keys",
@@ -272,7 +277,7 @@ class ApiKeyLoader:
         with self._lock:
             self._previous, self._current, self._version = self._current, keys, version
             self._previous_until = self._clock() + self._settings.previous_grace.total_seconds()
-        _log(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
+        log_event(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
 
     def authenticate(self, authorization: str | None) -> Client | None:
         """`Authorization: Bearer <key>` → the client, or None. With auth disabled, an anonymous client."""

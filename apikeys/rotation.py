@@ -1,0 +1,158 @@
+"""The rotation function: Secrets Manager's four-step protocol for the API keys secret.
+
+Secrets Manager starts a rotation by attaching AWSPENDING to a new, empty version (its id
+is the `ClientRequestToken`) and then invokes this function once per step:
+
+- createSecret: a new key for every client (same ids and names) written under the token as
+  AWSPENDING. Skipped if that version already has a value, so a retry writes nothing twice.
+- setSecret: nothing to do. These are inbound keys: no database or third party holds a copy
+  to update; our own services read the secret and pick the new keys up on their refresh.
+- testSecret: the pending value parses with the loader's own parser and keeps every client.
+- finishSecret: AWSCURRENT moves to the token (Secrets Manager moves AWSPREVIOUS to the old
+  version, whose keys the loader keeps accepting for its grace period), then AWSPENDING is
+  removed so no label is left dangling.
+
+Every step first checks the stages: rotation must be enabled and the token known; a token
+that is already AWSCURRENT means there is nothing left to do; a token that is not
+AWSPENDING is an error. Each step is idempotent, so a retried invocation is safe. Log lines
+name the step, the version and the client count, never a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from apikeys.events import Event
+from apikeys.keyset import ApiKeyParseError, format_api_keys, new_key, parse_secret_string
+from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["STEPS", "RotationError", "handler", "rotate"]
+
+CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+
+
+class RotationError(RuntimeError):
+    """The rotation cannot go on (its message names the secret, the version and why)."""
+
+
+def create_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+    try:
+        client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)
+        return  # an earlier attempt wrote it
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    current = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)
+    document = _document(current["SecretString"], arn, CURRENT)
+    clients = parse_secret_string(current["SecretString"]).clients
+    document["apiKeys"] = format_api_keys((new_key(), client) for client in clients)
+    client.put_secret_value(
+        SecretId=arn, ClientRequestToken=token, SecretString=json.dumps(document), VersionStages=[PENDING]
+    )
+    _step_done("createSecret", token, key_count=len(clients))
+
+
+def set_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+    # Inbound API keys live only in this secret: there is no external system to update.
+    _step_done("setSecret", token)
+
+
+def test_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+    pending_value = client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)["SecretString"]
+    current_value = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
+    try:
+        pending = parse_secret_string(pending_value)
+    except ApiKeyParseError as error:
+        raise RotationError(f"{arn}: the pending version {token} does not parse: {error}") from None
+    current = parse_secret_string(current_value)
+    if set(pending.clients) != set(current.clients):
+        raise RotationError(f"{arn}: the pending version {token} does not keep the same clients as AWSCURRENT")
+    _, _, unchanged = pending.diff(current)
+    if unchanged:
+        raise RotationError(f"{arn}: the pending version {token} reuses {unchanged} key(s) of AWSCURRENT")
+    _step_done("testSecret", token, key_count=len(pending))
+
+
+def finish_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+    stages = client.describe_secret(SecretId=arn)["VersionIdsToStages"]
+    current = next(version for version, labels in stages.items() if CURRENT in labels)
+    client.update_secret_version_stage(
+        SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current
+    )
+    client.update_secret_version_stage(SecretId=arn, VersionStage=PENDING, RemoveFromVersionId=token)
+    _step_done("finishSecret", token, previous_version=current)
+
+
+Step = Callable[["SecretsManagerClient", str, str], None]
+STEPS: Mapping[str, Step] = {
+    "createSecret": create_secret,
+    "setSecret": set_secret,
+    "testSecret": test_secret,
+    "finishSecret": finish_secret,
+}
+
+
+def rotate(client: SecretsManagerClient, event: Mapping[str, Any]) -> None:
+    """Run one step of the protocol for a Secrets Manager rotation event."""
+    arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
+    if step not in STEPS:
+        raise RotationError(f"{arn}: unknown rotation step {step!r}")
+    try:
+        metadata = client.describe_secret(SecretId=arn)
+        if not metadata.get("RotationEnabled"):
+            raise RotationError(f"{arn}: rotation is not enabled for this secret")
+        stages = metadata.get("VersionIdsToStages", {})
+        if token not in stages:
+            raise RotationError(f"{arn}: version {token} has no stage for rotation")
+        if CURRENT in stages[token]:
+            if PENDING in stages[token]:  # a finishSecret that stopped between its two calls
+                client.update_secret_version_stage(SecretId=arn, VersionStage=PENDING, RemoveFromVersionId=token)
+            log_event(logging.INFO, Event.ROTATION_STEP, "version is already AWSCURRENT", step=step, version=token)
+            return
+        if PENDING not in stages[token]:
+            raise RotationError(f"{arn}: version {token} is not AWSPENDING")
+        STEPS[step](client, arn, token)
+    except (RotationError, ClientError, BotoCoreError, ApiKeyParseError) as error:
+        log_event(
+            logging.ERROR,
+            Event.ROTATION_FAILED,
+            "rotation step failed",
+            step=step,
+            version=token,
+            error=type(error).__name__,
+        )
+        raise
+
+
+_client: SecretsManagerClient | None = None
+
+
+def handler(event: Mapping[str, Any], context: object) -> None:
+    """The Lambda entry point (`apikeys.rotation.handler`)."""
+    global _client  # one client per execution environment: boto3 clients are thread-safe and costly to build
+    if _client is None:
+        ensure_json_logging()
+        _client = boto3.client("secretsmanager", config=BOTO_CONFIG)
+    rotate(_client, event)
+
+
+def _document(secret_string: str, arn: str, stage: str) -> dict[str, Any]:
+    try:
+        document = json.loads(secret_string)
+    except json.JSONDecodeError:
+        raise RotationError(f"{arn}: the {stage} value is not JSON") from None
+    if not isinstance(document, dict):
+        raise RotationError(f"{arn}: the {stage} value is not a JSON object")
+    return document
+
+
+def _step_done(step: str, token: str, **fields: object) -> None:
+    log_event(logging.INFO, Event.ROTATION_STEP, "rotation step done", step=step, version=token, **fields)

@@ -1,0 +1,324 @@
+"""The rotation protocol, driven as Secrets Manager drives it, against the local endpoint.
+
+moto cannot run a Lambda without Docker, so `SecretsManagerStandIn` plays the service's
+part: RotateSecret (the patched moto attaches AWSPENDING to a new empty version, as Secrets
+Manager does), then one event per step into `apikeys.rotation.rotate`, which is what the
+Lambda entry point calls.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from apikeys.keyset import parse_secret_string
+from apikeys.loader import JsonLineFormatter
+from apikeys.rotation import STEPS, RotationError, rotate
+from scripts.demo import http_status, start_service
+from scripts.local_aws import LocalAws, free_port, local_aws
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+pytestmark = pytest.mark.e2e
+
+REGION = "eu-west-1"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:credlink-test-api-keys-rotation"
+CLIENTS = (("billing", "Billing Service"), ("search", "Search: Indexer"), ("web", "Web"))
+ALL_STEPS = tuple(STEPS)
+
+
+def fake_keys(label: str) -> dict[str, str]:
+    return {client_id: f"fake-{label}-key-for-{client_id}-0000" for client_id, _ in CLIENTS}
+
+
+def secret_string(keys: dict[str, str]) -> str:
+    return json.dumps({"apiKeys": ",".join(f"{keys[cid]}:{cid}:{name}" for cid, name in CLIENTS)})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
+    with local_aws(log_path=tmp_path_factory.mktemp("rotation") / "moto.log") as local:
+        yield local
+
+
+@pytest.fixture
+def secretsmanager(server: LocalAws) -> SecretsManagerClient:
+    return server.session(REGION).client("secretsmanager", endpoint_url=server.endpoint_url)
+
+
+@dataclass
+class SecretsManagerStandIn:
+    """What Secrets Manager does around the rotation function."""
+
+    client: SecretsManagerClient
+    arn: str = ""
+    original: str = ""
+
+    def create(self, value: str, *, rotation_enabled: bool = True) -> str:
+        self.original = value
+        self.arn = self.client.create_secret(Name=f"credlink/test/{uuid.uuid4()}", SecretString=value)["ARN"]
+        if rotation_enabled:  # what aws_secretsmanager_secret_rotation does (rotate_immediately = false)
+            self.client.rotate_secret(
+                SecretId=self.arn,
+                RotationLambdaARN=FUNCTION_ARN,
+                RotationRules={"AutomaticallyAfterDays": 30},
+                RotateImmediately=False,
+            )
+        return self.arn
+
+    def start(self) -> str:
+        return self.client.rotate_secret(SecretId=self.arn)["VersionId"]
+
+    def invoke(self, step: str, token: str, client: SecretsManagerClient | None = None) -> None:
+        event = {"Step": step, "SecretId": self.arn, "ClientRequestToken": token}
+        rotate(client or self.client, event)
+
+    def rotate_fully(self) -> str:
+        token = self.start()
+        for step in ALL_STEPS:
+            self.invoke(step, token)
+        return token
+
+    def stages(self) -> dict[str, list[str]]:
+        return dict(self.client.describe_secret(SecretId=self.arn)["VersionIdsToStages"])
+
+    def value(self, stage: str) -> str:
+        return self.client.get_secret_value(SecretId=self.arn, VersionStage=stage)["SecretString"]
+
+
+@pytest.fixture
+def standin(secretsmanager: SecretsManagerClient) -> SecretsManagerStandIn:
+    stand_in = SecretsManagerStandIn(secretsmanager)
+    stand_in.create(secret_string(fake_keys("original")))
+    return stand_in
+
+
+def assert_rotated(standin: SecretsManagerStandIn, token: str, previous_value: str) -> None:
+    stages = standin.stages()
+    assert stages[token] == ["AWSCURRENT"]  # and not AWSPENDING: nothing left dangling
+    assert not [version for version, labels in stages.items() if "AWSPENDING" in labels]
+    assert standin.value("AWSPREVIOUS") == previous_value
+    new, old = parse_secret_string(standin.value("AWSCURRENT")), parse_secret_string(previous_value)
+    assert new.clients == old.clients  # same ids and names
+    assert new.diff(old)[2] == 0  # every key is new
+
+
+@pytest.fixture
+def rotation_log() -> Iterator[io.StringIO]:
+    """The `apikeys` log lines as the function writes them (JSON), whatever else handles them."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonLineFormatter())
+    logger = logging.getLogger("apikeys")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_rotation_gives_every_client_a_new_key_and_keeps_the_old_ones_as_previous(
+    standin: SecretsManagerStandIn, rotation_log: io.StringIO
+) -> None:
+    token = standin.rotate_fully()
+    assert_rotated(standin, token, standin.original)
+    new_value = standin.value("AWSCURRENT")
+    logged = rotation_log.getvalue()
+    steps_logged = [json.loads(line)["step"] for line in logged.splitlines() if "apikeys.rotation_step" in line]
+    assert steps_logged == list(ALL_STEPS)
+    for key in [*fake_keys("original").values(), *json.loads(new_value)["apiKeys"].split(",")]:
+        assert key.split(":")[0] not in logged
+
+
+def test_the_secret_keeps_other_fields_of_its_json_document(secretsmanager: SecretsManagerClient) -> None:
+    standin = SecretsManagerStandIn(secretsmanager)
+    standin.create(json.dumps({"apiKeys": json.loads(secret_string(fake_keys("doc")))["apiKeys"], "owner": "team-a"}))
+    standin.rotate_fully()
+    assert json.loads(standin.value("AWSCURRENT"))["owner"] == "team-a"
+
+
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_every_step_can_be_invoked_twice(standin: SecretsManagerStandIn, step: str) -> None:
+    token = standin.start()
+    for each in ALL_STEPS:
+        standin.invoke(each, token)
+        if each == step:
+            pending_or_current = standin.client.get_secret_value(SecretId=standin.arn, VersionId=token)["SecretString"]
+            standin.invoke(each, token)  # Lambda retries an invocation
+            assert standin.client.get_secret_value(SecretId=standin.arn, VersionId=token)["SecretString"] == (
+                pending_or_current
+            )
+    assert_rotated(standin, token, standin.original)
+
+
+def test_a_token_already_current_is_nothing_to_do(standin: SecretsManagerStandIn) -> None:
+    token = standin.rotate_fully()
+    before = standin.stages()
+    for step in ALL_STEPS:
+        standin.invoke(step, token)
+    assert standin.stages() == before
+
+
+def test_the_guards_refuse_what_is_not_a_rotation_in_progress(
+    secretsmanager: SecretsManagerClient, standin: SecretsManagerStandIn
+) -> None:
+    with pytest.raises(RotationError, match="has no stage for rotation"):
+        standin.invoke("createSecret", str(uuid.uuid4()))
+    first = standin.rotate_fully()
+    standin.rotate_fully()
+    with pytest.raises(RotationError, match="is not AWSPENDING"):
+        standin.invoke("createSecret", first)  # now AWSPREVIOUS
+    with pytest.raises(RotationError, match="unknown rotation step"):
+        standin.invoke("dropSecret", first)
+    not_enabled = SecretsManagerStandIn(secretsmanager)
+    not_enabled.create(secret_string(fake_keys("off")), rotation_enabled=False)
+    with pytest.raises(RotationError, match="rotation is not enabled"):
+        not_enabled.invoke("createSecret", str(uuid.uuid4()))
+
+
+def test_a_pending_value_that_loses_a_client_fails_the_test_step(standin: SecretsManagerStandIn) -> None:
+    token = standin.start()
+    keys = fake_keys("pending")
+    partial = json.dumps({"apiKeys": f"{keys['web']}:web:Web"})
+    standin.client.put_secret_value(
+        SecretId=standin.arn, ClientRequestToken=token, SecretString=partial, VersionStages=["AWSPENDING"]
+    )
+    standin.invoke("createSecret", token)  # finds the value written and keeps it
+    with pytest.raises(RotationError, match="does not keep the same clients"):
+        standin.invoke("testSecret", token)
+    assert standin.value("AWSCURRENT") == standin.original
+
+
+@dataclass
+class Fault:
+    """Make the client's `operation` fail on its `call`-th use (counting from 1), once."""
+
+    operation: str
+    call: int = 1
+    seen: int = field(default=0, init=False)
+
+    def __call__(self, **_: Any) -> None:
+        self.seen += 1
+        if self.seen == self.call:
+            raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "injected"}}, self.operation)
+
+
+# For each step, the call that fails: the write of createSecret, the guard's DescribeSecret
+# (setSecret calls nothing else), the pending read of testSecret, and each of finishSecret's
+# two stage moves.
+FAULTS = {
+    "createSecret": Fault("PutSecretValue"),
+    "setSecret": Fault("DescribeSecret"),
+    "testSecret": Fault("GetSecretValue"),
+    "finishSecret-move-current": Fault("UpdateSecretVersionStage", call=1),
+    "finishSecret-remove-pending": Fault("UpdateSecretVersionStage", call=2),
+}
+
+
+@pytest.mark.parametrize("case", FAULTS)
+def test_a_failure_at_any_step_leaves_current_valid_and_a_retry_completes(
+    server: LocalAws, standin: SecretsManagerStandIn, case: str
+) -> None:
+    failing_step = case.split("-")[0]
+    fault = FAULTS[case]
+    faulty = server.session(REGION).client("secretsmanager", endpoint_url=server.endpoint_url)
+    faulty.meta.events.register(f"before-call.secrets-manager.{fault.operation}", Fault(fault.operation, fault.call))
+    token = standin.start()
+    for step in ALL_STEPS:
+        if step != failing_step:
+            standin.invoke(step, token)
+            continue
+        with pytest.raises(ClientError, match="injected"):
+            standin.invoke(step, token, client=faulty)
+        if case != "finishSecret-remove-pending":
+            # The rotation has not happened: AWSCURRENT is the original, valid value.
+            assert standin.value("AWSCURRENT") == standin.original
+            parse_secret_string(standin.value("AWSCURRENT"))
+        standin.invoke(step, token)  # the retry
+    assert_rotated(standin, token, standin.original)
+
+
+def test_three_rotations_in_a_row_with_a_running_service(server: LocalAws, standin: SecretsManagerStandIn) -> None:
+    grace_seconds, refresh_seconds = 3.0, 0.2
+    port = free_port()
+    env = {
+        **server.applied_to({"PATH": "/usr/bin:/bin"}),
+        "AWS_REGION": REGION,
+        "API_KEYS_SECRET_ARN": standin.arn,
+        "API_KEYS_REFRESH_SECONDS": str(refresh_seconds),
+        "API_KEYS_PREVIOUS_GRACE_SECONDS": str(grace_seconds),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    service = start_service(env, port)
+    url = f"http://127.0.0.1:{port}/sign"
+    client = RollingClient(url, key=fake_keys("original")["billing"])
+    try:
+        client.start()
+        for _ in range(3):
+            previous_value = standin.value("AWSCURRENT")
+            old_key = client.key
+            token = standin.rotate_fully()
+            assert_rotated(standin, token, previous_value)
+            new_key = _key_of(standin.value("AWSCURRENT"), "billing")
+            rotated_at = time.monotonic()
+            time.sleep(refresh_seconds * 5)  # the service refreshes; the client still uses the old key
+            client.key = new_key  # the hand-over: the client gets its new key
+            assert http_status(url, key=old_key) == 200  # previous key, in grace
+            assert http_status(url, key=new_key) == 200
+            time.sleep(max(0.0, rotated_at + grace_seconds + refresh_seconds * 5 - time.monotonic()))
+            assert http_status(url, key=old_key) == 401  # after grace
+    finally:
+        client.stop()
+        service.terminate()
+        service.wait(timeout=10)
+    assert client.requests > 50
+    assert client.failures == []
+
+
+def _key_of(value: str, client_id: str) -> str:
+    entries: str = json.loads(value)["apiKeys"]
+    return next(entry.split(":")[0] for entry in entries.split(",") if f":{client_id}:" in entry)
+
+
+@dataclass
+class RollingClient:
+    """A client of the service that calls it without pause with whichever key it holds."""
+
+    url: str
+    key: str
+    requests: int = 0
+    failures: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status = http_status(self.url, key=self.key)
+            self.requests += 1
+            if status != 200:
+                self.failures.append(status)
+            time.sleep(0.02)
