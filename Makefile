@@ -24,7 +24,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test lint clean local-up local-down plan deploy destroy outputs demo scan
+.PHONY: help setup synth validate test lint clean local-up local-down plan deploy destroy outputs demo scan bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,7 @@ test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terrafor
 lint: setup ## ruff, mypy --strict, terraform fmt
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main.py stacks apikeys scripts tests
+	$(VENV)/bin/mypy main.py stacks apikeys scripts tests bench
 	terraform fmt -check -recursive modules
 
 local-up: setup ## Start local AWS (moto on a free 127.0.0.1 port)
@@ -87,6 +87,9 @@ outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
 
 demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify, call the service, stop
 	$(PY) -m scripts.demo
+
+bench: setup ## Benchmarks (~5 min): synth naive vs lean, key check, Secrets Manager calls and cost -> bench/out/
+	$(PY) -m bench
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
 	rm -rf cdktf.out

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from stacks.config import ConfigError, EnvironmentConfig, load_environments
@@ -40,9 +42,33 @@ def synthesize(
     # context, because `cdktf synth` would otherwise pass the list from cdktf.json's
     # terraformModules, and listing the module there makes the CLI demand `cdktf get`.
     app.node.set_context("cdktfRelativeModules", [SECRETS_MODULE_SOURCE])
-    for config in configs:
-        SecretsStack(app, config.environment, config=config)
-    app.synth()
+    with tempfile.TemporaryDirectory(prefix="credlink-rotation-") as staging:
+        package = build_rotation_package(Path(staging))
+        for config in configs:
+            SecretsStack(app, config.environment, config=config, rotation_package_path=str(package))
+        app.synth()
+
+
+# The rotation function's code: `apikeys.rotation` and the modules it imports (boto3 comes
+# with the Lambda runtime). tests/infra/test_rotation_package.py imports the handler from
+# the archive alone.
+ROTATION_PACKAGE_MODULES = ("__init__.py", "events.py", "keyset.py", "loader.py", "rotation.py")
+# Fixed entry times and modes: the archive's bytes depend only on the code.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def build_rotation_package(staging: Path) -> Path:
+    """Zip the rotation function's modules (as `apikeys/<module>`) once, for every stack.
+
+    Built here rather than as a cdktf ARCHIVE asset, which Node would zip again per stack."""
+    archive = staging / "rotation.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as package:
+        for name in ROTATION_PACKAGE_MODULES:
+            entry = zipfile.ZipInfo(f"apikeys/{name}", date_time=_ZIP_EPOCH)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            package.writestr(entry, (PROJECT_ROOT / "apikeys" / name).read_bytes())
+    return archive
 
 
 def _refuse_module_working_dirs() -> None:

@@ -4,6 +4,7 @@
     apikeys migrate  --env prod [--stdin]         API_KEYS (env or stdin, never argv) -> a new secret version
     apikeys verify   --env prod                   the deployment checklist, as a table; exit 1 on any FAIL
     apikeys doctor   --env prod | --secret-arn A  why can't the service read its keys?
+    apikeys rotate   --env prod                   start a rotation now (the rotation function does it)
 
 The secret ARN comes from `--secret-arn`, else the deployed stack's outputs
 (`--outputs`, default cdktf.out/stacks/<env>/outputs.json, written by `make deploy`). Output names
@@ -17,8 +18,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from apikeys.keyset import ApiKeyParseError, KeySet, new_key, parse_api_keys, parse_secret_string
-from apikeys.loader import BOTO_CONFIG
+from apikeys.loader import BOTO_CONFIG, LoaderSettings
+from apikeys.rotation import CURRENT, PENDING
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -167,14 +170,68 @@ def cmd_verify(args: argparse.Namespace) -> int:
         check("value readable and parseable", False, str(error))
     except (ClientError, BotoCoreError) as error:
         check("value readable and parseable", False, _explain(error))
-    rotation_on = bool(secret.get("RotationEnabled"))
-    detail = "on" if rotation_on else "off (no rotation configured)"
-    if secret.get("LastRotatedDate"):
-        detail += f", last {secret['LastRotatedDate']:%Y-%m-%d}"
-    if secret.get("NextRotationDate"):
-        detail += f", next {secret['NextRotationDate']:%Y-%m-%d}"
-    check("rotation", None, detail)
+    rows.extend(rotation_rows(secret, LoaderSettings.from_environ(os.environ).previous_grace))
     return _print_table(rows)
+
+
+def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str, str, str]]:
+    """Rotation schedule, any rotation in progress and the previous keys' grace, from DescribeSecret."""
+    if not secret.get("RotationEnabled"):
+        return [("INFO", "rotation", "off: set [rotation] enabled = true in the env file and deploy")]
+    days = secret.get("RotationRules", {}).get("AutomaticallyAfterDays")
+    last, next_ = secret.get("LastRotatedDate"), secret.get("NextRotationDate")
+    schedule = f"every {days} days" if days else "on"
+    schedule += f", last {last:%Y-%m-%d %H:%M} UTC" if last else ", never rotated yet"
+    if next_:
+        schedule += f", next {next_:%Y-%m-%d}"
+    rows = [("PASS", "rotation", schedule)]
+    stages = secret.get("VersionIdsToStages", {})
+    pending = _pending_versions(stages)
+    rows.append(
+        ("INFO", "rotation in progress", f"version {pending[0]} is AWSPENDING; see the rotation function's log")
+        if pending
+        else ("INFO", "rotation in progress", "none")
+    )
+    previous = [version for version, labels in stages.items() if "AWSPREVIOUS" in labels]
+    if not previous or not last:
+        rows.append(("INFO", "previous keys", "none"))
+    else:
+        until = last.astimezone(UTC) + grace
+        state = "still accepted" if datetime.now(UTC) < until else "no longer accepted"
+        rows.append(
+            (
+                "INFO",
+                "previous keys",
+                f"version {previous[0]}: {state} (grace {grace}, until about {until:%Y-%m-%d %H:%M} UTC plus each "
+                "service's refresh interval)",
+            )
+        )
+    return rows
+
+
+def _pending_versions(stages: Mapping[str, Sequence[str]]) -> list[str]:
+    """Versions labelled AWSPENDING but not AWSCURRENT: a rotation not finished."""
+    return [version for version, labels in stages.items() if PENDING in labels and CURRENT not in labels]
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    """Start a rotation now: the rotation function gives every client a new key."""
+    target = resolve(args)
+    secretsmanager = client("secretsmanager", target.region)
+    secret = secretsmanager.describe_secret(SecretId=target.secret_arn)
+    if not secret.get("RotationEnabled"):
+        raise CliError(f"rotation is not configured for {target.secret_arn}: set [rotation] enabled = true and deploy")
+    pending = _pending_versions(secret.get("VersionIdsToStages", {}))
+    if pending:
+        raise CliError(
+            f"a rotation is already in progress (version {pending[0]} is AWSPENDING): Secrets Manager retries it; "
+            "see the rotation function's log"
+        )
+    version = secretsmanager.rotate_secret(SecretId=target.secret_arn)["VersionId"]
+    print(f"rotation started: version {version} is AWSPENDING; the rotation function makes it AWSCURRENT")
+    print("services pick the new keys up on their next refresh and accept the old ones for their grace period")
+    print(f"follow it with: apikeys verify{f' --env {target.env}' if target.env else ''}")
+    return 0
 
 
 def _print_table(rows: list[tuple[str, str, str]]) -> int:
@@ -240,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
         ("migrate", cmd_migrate, True),
         ("verify", cmd_verify, True),
         ("doctor", cmd_doctor, True),
+        ("rotate", cmd_rotate, True),
     ):
         command = commands.add_parser(
             name, help=(handler.__doc__ or name).strip().splitlines()[0] if handler.__doc__ else name

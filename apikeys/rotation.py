@@ -35,7 +35,7 @@ from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["STEPS", "RotationError", "handler", "rotate"]
+__all__ = ["CURRENT", "PENDING", "STEPS", "RotationError", "handler", "rotate"]
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 

@@ -3,11 +3,15 @@
 Starts local AWS, deploys the (already synthesized) dev stack with `cdktf deploy`, moves a
 demo key set into the secret with `apikeys migrate` (never through Terraform state), checks
 it with `apikeys verify`, starts the reference service reading the secret and proves a good
-key gets 200 and a bad key 401, then stops everything. A failure names its step.
+key gets 200 and a bad key 401. Then it rotates: `apikeys rotate` starts a rotation, the
+rotation function's four steps run here (local AWS cannot run a Lambda: this script plays
+Lambda's part with the same events), and the service accepts both the new key and, in its
+grace period, the old one. Then it stops everything. A failure names its step.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -17,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
+from apikeys.rotation import STEPS, rotate
 from scripts import local_aws, stackctl
 
 ENV = "dev"
@@ -94,10 +99,8 @@ def run_demo() -> dict[str, str]:
         )
         step("apikeys verify", lambda: apikeys_cli("verify", "--env", ENV, env=app_env))
         port = local_aws.free_port()
-        service = step(
-            "start the reference service",
-            lambda: start_service({**app_env, "API_KEYS_SECRET_ARN": outputs["secret_arn"]}, port),
-        )
+        service_env = {**app_env, "API_KEYS_SECRET_ARN": outputs["secret_arn"], "API_KEYS_REFRESH_SECONDS": "1"}
+        service = step("start the reference service", lambda: start_service(service_env, port))
         url = f"http://127.0.0.1:{port}/sign"
         good = step("a good key gets 200", lambda: http_status(url, key=keys[0]))
         bad = step("a bad key gets 401", lambda: http_status(url, key=f"demo_{secrets.token_urlsafe(32)}"))
@@ -105,12 +108,40 @@ def run_demo() -> dict[str, str]:
             raise DemoFailed(
                 f"step 'call the service' failed: good key -> {good}, bad key -> {bad} (expected 200, 401)"
             )
-        return {**outputs, "key_count": str(len(keys)), "service_checks": f"good key {good}, bad key {bad}"}
+        rotated = step(
+            "rotate the keys", lambda: rotate_and_check(url, region, outputs["secret_arn"], app_env, keys[0])
+        )
+        return {
+            **outputs,
+            "key_count": str(len(keys)),
+            "service_checks": f"good key {good}, bad key {bad}",
+            "rotation": rotated,
+        }
     finally:
         if service is not None:
             service.terminate()
             service.wait(timeout=10)
         step("stop local AWS", local_aws.stop_recorded)
+
+
+def rotate_and_check(url: str, region: str, secret_arn: str, env: dict[str, str], old_key: str) -> str:
+    output = apikeys_cli("rotate", "--env", ENV, env=env)
+    token = output.split("version ", 1)[1].split()[0]
+    server = local_aws.recorded()
+    if server is None:
+        raise RuntimeError("local AWS is not running")
+    secretsmanager = server.session(region).client("secretsmanager", endpoint_url=server.endpoint_url)
+    for rotation_step in STEPS:  # what Lambda does when Secrets Manager invokes the function
+        rotate(secretsmanager, {"Step": rotation_step, "SecretId": secret_arn, "ClientRequestToken": token})
+    value = json.loads(secretsmanager.get_secret_value(SecretId=secret_arn)["SecretString"])
+    new_key = next(entry.split(":")[0] for entry in value["apiKeys"].split(",") if ":demo-client-1:" in entry)
+    time.sleep(3)  # the service's refresh interval is 1 s here (300 s by default)
+    statuses = (http_status(url, key=new_key), http_status(url, key=old_key))
+    if statuses != (200, 200):
+        raise RuntimeError(
+            f"after the rotation: new key -> {statuses[0]}, old key -> {statuses[1]} (expected 200, 200)"
+        )
+    return f"version {token} is AWSCURRENT; new key 200, previous key 200 (grace)"
 
 
 def main() -> int:
@@ -129,6 +160,7 @@ def main() -> int:
                 f"  read policy     {result['read_policy_arn']}",
                 f"  alert topic     {result['alert_topic_arn']}",
                 f"  service         {result['service_checks']}",
+                f"  rotation        {result['rotation']}",
                 "",
                 "Give the service its secret by ARN (a real deployment prints a real account's ARN):",
                 f"  export API_KEYS_SECRET_ARN={result['secret_arn']}",

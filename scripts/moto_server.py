@@ -11,6 +11,8 @@
   rotation is pending is refused, as Secrets Manager does.
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
   when no stage is named (moto kept returning the old one).
+- A Lambda function keeps its DeadLetterConfig (moto drops it, so every plan of a stack
+  with the rotation function would show the queue being attached again).
 
 Run by `scripts.local_aws`; takes moto's own arguments (-H 127.0.0.1 -p PORT).
 """
@@ -21,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from moto.awslambda import models as lambda_models
 from moto.secretsmanager import models
 from moto.secretsmanager.exceptions import InvalidRequestException, SecretNotFoundException
 from moto.server import main
@@ -95,6 +98,39 @@ def _update_stage_moving_the_default(
     return result
 
 
+_DEAD_LETTERS = "credlink_dead_letter_config"
+_function_init = lambda_models.LambdaFunction.__init__
+_function_configuration = lambda_models.LambdaFunction.get_configuration
+_function_update = lambda_models.LambdaFunction.update_configuration
+
+
+def _function_init_keeping_dead_letters(
+    self: lambda_models.LambdaFunction, account_id: str, spec: dict[str, Any], region: str, version: str | int = 1
+) -> None:
+    _function_init(self, account_id, spec, region, version)
+    setattr(self, _DEAD_LETTERS, spec.get("DeadLetterConfig"))
+
+
+def _function_configuration_with_dead_letters(
+    self: lambda_models.LambdaFunction, on_create: bool = False
+) -> dict[str, Any]:
+    configuration = _function_configuration(self, on_create)
+    if getattr(self, _DEAD_LETTERS, None):
+        configuration["DeadLetterConfig"] = getattr(self, _DEAD_LETTERS)
+    return configuration
+
+
+def _function_update_keeping_dead_letters(
+    self: lambda_models.LambdaFunction, config_updates: dict[str, Any]
+) -> dict[str, Any]:
+    if "DeadLetterConfig" in config_updates:
+        setattr(self, _DEAD_LETTERS, config_updates["DeadLetterConfig"])
+    return _function_update(self, config_updates)
+
+
+lambda_models.LambdaFunction.__init__ = _function_init_keeping_dead_letters  # type: ignore[method-assign]
+lambda_models.LambdaFunction.get_configuration = _function_configuration_with_dead_letters  # type: ignore[method-assign]
+lambda_models.LambdaFunction.update_configuration = _function_update_keeping_dead_letters  # type: ignore[method-assign]
 models.FakeSecret.create_replicas = _create_replicas_keeping_their_keys  # type: ignore[method-assign]
 models.SecretsManagerBackend.rotate_secret = _rotate_secret_as_secrets_manager_does  # type: ignore[method-assign]
 models.SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_the_default  # type: ignore[method-assign]

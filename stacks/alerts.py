@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from constructs import Construct
 
-from apikeys.events import ALARMED_EVENTS
+from apikeys.events import ALARMED_EVENTS, AlarmedEvent
 from stacks.account import AccountContext
 from stacks.aws import (
     CloudwatchLogMetricFilter,
@@ -18,7 +18,7 @@ from stacks.aws import (
 )
 from stacks.policy import condition, principals
 
-__all__ = ["AlertTopic", "LoaderAlarms"]
+__all__ = ["AlertTopic", "LoaderAlarms", "alarm_on_log_event", "count_alarm"]
 
 
 class AlertTopic(Construct):
@@ -86,33 +86,79 @@ class LoaderAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         for event in ALARMED_EVENTS:
-            name = f"{alarm_name_prefix}{event.name.replace('_', '-')}"
-            CloudwatchLogMetricFilter(
+            alarm_on_log_event(
                 self,
-                f"{event.name}_filter",
-                name=name,
+                event,
                 log_group_name=log_group_name,
-                pattern=event.pattern,
-                metric_transformation={
-                    "name": event.metric_name,
-                    "namespace": metric_namespace,
-                    "value": "1",
-                    "unit": "Count",
-                },
+                metric_namespace=metric_namespace,
+                alarm_name_prefix=alarm_name_prefix,
+                topic_arn=topic_arn,
             )
-            CloudwatchMetricAlarm(
-                self,
-                f"{event.name}_alarm",
-                alarm_name=name,
-                alarm_description=event.description,
-                namespace=metric_namespace,
-                metric_name=event.metric_name,
-                statistic="Sum",
-                period=60,
-                evaluation_periods=1,
-                threshold=1,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[topic_arn],
-                ok_actions=[topic_arn],
-            )
+
+
+def alarm_on_log_event(
+    scope: Construct,
+    event: AlarmedEvent,
+    *,
+    log_group_name: str,
+    metric_namespace: str,
+    alarm_name_prefix: str,
+    topic_arn: str,
+) -> None:
+    """A metric filter counting `event`'s log lines and an alarm on it that notifies the topic."""
+    name = f"{alarm_name_prefix}{event.name.replace('_', '-')}"
+    CloudwatchLogMetricFilter(
+        scope,
+        f"{event.name}_filter",
+        name=name,
+        log_group_name=log_group_name,
+        pattern=event.pattern,
+        metric_transformation={
+            "name": event.metric_name,
+            "namespace": metric_namespace,
+            "value": "1",
+            "unit": "Count",
+        },
+    )
+    count_alarm(
+        scope,
+        f"{event.name}_alarm",
+        alarm_name=name,
+        description=event.description,
+        namespace=metric_namespace,
+        metric_name=event.metric_name,
+        period_seconds=60,
+        topic_arn=topic_arn,
+    )
+
+
+def count_alarm(
+    scope: Construct,
+    construct_id: str,
+    *,
+    alarm_name: str,
+    description: str,
+    namespace: str,
+    metric_name: str,
+    period_seconds: int,
+    topic_arn: str,
+    dimensions: dict[str, str] | None = None,
+) -> CloudwatchMetricAlarm:
+    """An alarm when a count metric is 1 or more in a period (no data: OK), notifying the topic."""
+    return CloudwatchMetricAlarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name,
+        alarm_description=description,
+        namespace=namespace,
+        metric_name=metric_name,
+        dimensions=dimensions,
+        statistic="Sum",
+        period=period_seconds,
+        evaluation_periods=1,
+        threshold=1,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        treat_missing_data="notBreaching",
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+    )

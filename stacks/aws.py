@@ -19,13 +19,17 @@ from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSess
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 
 __all__ = [
     "AwsProvider",
@@ -38,10 +42,14 @@ __all__ = [
     "DataAwsPartition",
     "IamPolicy",
     "IamRole",
+    "IamRolePolicy",
     "IamRolePolicyAttachment",
     "KmsAlias",
     "KmsKey",
+    "LambdaFunction",
+    "LambdaPermission",
     "SnsTopic",
     "SnsTopicPolicy",
     "SnsTopicSubscription",
+    "SqsQueue",
 ]

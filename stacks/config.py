@@ -83,7 +83,7 @@ class ServiceConfig(_Model):
 
 
 class RotationConfig(_Model):
-    enabled: bool = False
+    enabled: bool = True
     days: int = Field(default=30, ge=1, le=90)
 
 

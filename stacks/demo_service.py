@@ -6,7 +6,7 @@ from constructs import Construct
 
 from stacks.account import AccountContext
 from stacks.aws import CloudwatchLogGroup, DataAwsIamPolicyDocument, IamRole
-from stacks.policy import condition, principals
+from stacks.policy import assume_role_statement
 
 __all__ = ["LOG_RETENTION_DAYS", "DemoService"]
 
@@ -30,14 +30,7 @@ class DemoService(Construct):
         trust = DataAwsIamPolicyDocument(
             self,
             "task_trust",
-            statement=[
-                {
-                    "sid": "EcsTasksOfThisAccount",
-                    "principals": principals("Service", "ecs-tasks.amazonaws.com"),
-                    "actions": ["sts:AssumeRole"],
-                    "condition": [condition("StringEquals", "aws:SourceAccount", account.account_id)],
-                }
-            ],
+            statement=[assume_role_statement("EcsTasksOfThisAccount", "ecs-tasks.amazonaws.com", account.account_id)],
         )
         self.roles = [
             IamRole(

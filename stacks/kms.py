@@ -52,7 +52,7 @@ _LOGS_ACTIONS = (
 
 class SecretsKey(Construct):
     """A symmetric key with rotation on, used by Secrets Manager (and, in the primary region,
-    by the alert topic, the alarms that publish to it and the app log group).
+    by the alert topic, the alarms that publish to it and the given log groups).
 
     In a key policy `Resource: "*"` means this key: AWS requires that form, because the
     policy exists before the key's ARN does.
@@ -70,7 +70,7 @@ class SecretsKey(Construct):
         secret_name: str,
         admin_principal_arns: Sequence[str],
         alarm_name_prefix: str | None = None,
-        log_group_name: str | None = None,
+        log_group_names: Sequence[str] = (),
         prevent_destroy: bool = False,
         provider: AwsProvider | None = None,
     ) -> None:
@@ -128,10 +128,10 @@ class SecretsKey(Construct):
                     ],
                 },
             ]
-        if log_group_name is not None:
+        if log_group_names:
             statements.append(
                 {
-                    "sid": "CloudWatchLogsUseForTheAppLogGroup",
+                    "sid": "CloudWatchLogsUseForTheseLogGroups",
                     "principals": principals("Service", account.service_endpoint("logs", region=key_region)),
                     "actions": list(_LOGS_ACTIONS),
                     "resources": ["*"],
@@ -139,7 +139,7 @@ class SecretsKey(Construct):
                         condition(
                             "StringEquals",  # encryption context values are strings, not ARN-typed
                             "kms:EncryptionContext:aws:logs:arn",
-                            account.arn("logs", f"log-group:{log_group_name}", region=key_region),
+                            *(account.arn("logs", f"log-group:{name}", region=key_region) for name in log_group_names),
                         ),
                     ],
                 }

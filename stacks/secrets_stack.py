@@ -23,6 +23,7 @@ from stacks.config import EnvironmentConfig, LocalBackendConfig
 from stacks.demo_service import DemoService
 from stacks.kms import SecretsKey
 from stacks.read_policy import ReadableSecret, SecretReadPolicy
+from stacks.rotation import RotationFunction
 
 __all__ = ["SECRETS_MODULE_SOURCE", "SecretsStack"]
 
@@ -34,7 +35,11 @@ SECRETS_MODULE_SOURCE = "./modules/secrets"
 class SecretsStack(TerraformStack):
     """Everything one environment needs to keep its API keys in Secrets Manager."""
 
-    def __init__(self, scope: Construct, stack_id: str, *, config: EnvironmentConfig) -> None:
+    def __init__(
+        self, scope: Construct, stack_id: str, *, config: EnvironmentConfig, rotation_package_path: str
+    ) -> None:
+        """`rotation_package_path`: the rotation function's code, a zip of the `apikeys`
+        package with `apikeys.rotation`, copied into the stack's assets."""
         super().__init__(scope, stack_id)
         self._configure_backend(config)
         tags = {"Project": config.project_name, "Environment": config.environment, "ManagedBy": "cdktf", **config.tags}
@@ -62,6 +67,11 @@ class SecretsStack(TerraformStack):
         prefix = config.name_prefix
         alarm_prefix = f"{prefix}-api-keys-"
         demo = config.service.create_demo_resources
+        rotation_function_name = f"{prefix}-api-keys-rotation"
+        logged_groups = [
+            *([config.service.log_group_name] if demo else []),
+            *([f"/aws/lambda/{rotation_function_name}"] if config.rotation.enabled else []),
+        ]
 
         key = SecretsKey(
             self,
@@ -73,7 +83,7 @@ class SecretsStack(TerraformStack):
             secret_name=config.secret_name,
             admin_principal_arns=key_admins,
             alarm_name_prefix=alarm_prefix,
-            log_group_name=config.service.log_group_name if demo else None,
+            log_group_names=logged_groups,
             prevent_destroy=config.deletion_protection,
         )
         replica_keys = {}
@@ -187,14 +197,35 @@ class SecretsStack(TerraformStack):
             alarm_name_prefix=alarm_prefix,
             email_endpoints=config.alert_emails,
         )
+        metric_namespace = f"{config.project_name}/{config.environment}/ApiKeys"
         LoaderAlarms(
             self,
             "loader_alarms",
             log_group_name=log_group_name,
-            metric_namespace=f"{config.project_name}/{config.environment}/ApiKeys",
+            metric_namespace=metric_namespace,
             alarm_name_prefix=alarm_prefix,
             topic_arn=alerts.topic_arn,
         )
+
+        if config.rotation.enabled:
+            rotation = RotationFunction(
+                self,
+                "rotation",
+                account=account,
+                function_name=rotation_function_name,
+                handler_package_path=rotation_package_path,
+                secret_arn=secret_arn,
+                kms_key_arn=key.key_arn,
+                alarm_name_prefix=alarm_prefix,
+                metric_namespace=metric_namespace,
+                topic_arn=alerts.topic_arn,
+            )
+            # Set after the module call: the function needs the secret's ARN, the secret's
+            # rotation needs the function (Terraform orders the resources, not the module).
+            secrets.set("read_principal_arns", [*task_role_arns, rotation.role.arn])
+            secrets.set("rotation_enabled", True)
+            secrets.set("rotation_lambda_arn", rotation.invocable_arn)
+            secrets.set("rotation_days", config.rotation.days)
 
         TerraformOutput(self, "secret_arn", value=secret_arn, description="Set API_KEYS_SECRET_ARN to this value.")
         TerraformOutput(self, "kms_key_arn", value=key.key_arn, description="The CMK that encrypts the secret.")

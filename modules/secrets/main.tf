@@ -74,10 +74,14 @@ resource "aws_secretsmanager_secret_policy" "this" {
 ################################################################################
 
 resource "aws_secretsmanager_secret_rotation" "this" {
-  count = var.rotation_lambda_arn == null ? 0 : 1
+  count = var.rotation_enabled ? 1 : 0
 
   secret_id           = aws_secretsmanager_secret.this.id
   rotation_lambda_arn = var.rotation_lambda_arn
+
+  # The first rotation comes on schedule (or with `apikeys rotate`), not at apply: the value
+  # is usually written after the first apply, by `apikeys migrate`.
+  rotate_immediately = false
 
   rotation_rules {
     automatically_after_days = var.rotation_days

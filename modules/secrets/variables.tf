@@ -80,10 +80,21 @@ variable "read_principal_arns" {
 # Rotation
 ################################################################################
 
+variable "rotation_enabled" {
+  description = "Whether Secrets Manager rotates the secret with rotation_lambda_arn every rotation_days. A plain bool (known at plan time, unlike a function ARN created in the same apply). Valid values: true, false."
+  type        = bool
+  default     = false
+}
+
 variable "rotation_lambda_arn" {
-  description = "ARN of the rotation function. null (the default) leaves rotation off."
+  description = "ARN of the rotation function. Required when rotation_enabled is true; ignored otherwise."
   type        = string
   default     = null
+
+  validation {
+    condition     = !var.rotation_enabled || var.rotation_lambda_arn != null
+    error_message = "rotation_enabled = true needs rotation_lambda_arn (the rotation function's ARN)."
+  }
 }
 
 variable "rotation_days" {

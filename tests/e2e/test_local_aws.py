@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from apikeys.rotation import STEPS, rotate
 from scripts import demo, stackctl
 from scripts.local_aws import free_port
 from tests.conftest import run_captured, run_main
@@ -96,7 +97,12 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
     }
 
     alarms = client(local, "cloudwatch").describe_alarms(AlarmNamePrefix=f"credlink-{stack}-api-keys-")["MetricAlarms"]
-    assert len(alarms) == 2
+    assert sorted(alarm["AlarmName"].removeprefix(f"credlink-{stack}-api-keys-") for alarm in alarms) == [
+        "fallback-to-env",
+        "rotation-errors",
+        "rotation-failed",
+        "secret-read-failed",
+    ]
     assert all(alarm["AlarmActions"] == [topic_arn] for alarm in alarms)
     attributes = client(local, "sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
     assert attributes["KmsMasterKeyId"] == key_arn
@@ -105,6 +111,23 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Action"] == "secretsmanager:GetSecretValue"
+
+    # Rotation: the function, its schedule, and who may invoke it.
+    function_name = f"credlink-{stack}-api-keys-rotation"
+    function = client(local, "lambda").get_function(FunctionName=function_name)
+    configuration = function["Configuration"]
+    assert secret["RotationEnabled"] is True
+    assert secret["RotationLambdaARN"] == configuration["FunctionArn"]
+    assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
+    assert (configuration["Handler"], configuration["Runtime"]) == ("apikeys.rotation.handler", "python3.12")
+    assert configuration["TracingConfig"] == {"Mode": "Active"}
+    assert configuration["DeadLetterConfig"]["TargetArn"].endswith(f":{function_name}-dlq")
+    assert function["Concurrency"] == {"ReservedConcurrentExecutions": 1}
+    (invoke,) = json.loads(client(local, "lambda").get_policy(FunctionName=function_name)["Policy"])["Statement"]
+    assert invoke["Principal"] == {"Service": "secretsmanager.amazonaws.com"}
+    assert invoke["Condition"]["ArnLike"]["AWS:SourceArn"] == secret_arn
+    log_group = client(local, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function_name}")
+    assert log_group["logGroups"][0]["kmsKeyId"] == key_arn
 
     if stack == "prod":
         (replica,) = secret["ReplicationStatus"]
@@ -124,6 +147,20 @@ def _as_list(value: str | list[str]) -> list[str]:
 def test_second_plan_shows_no_changes(local: LocalDeployment, stack: str, request: pytest.FixtureRequest) -> None:
     request.getfixturevalue(stack)
     result = replan(local, stack)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_terraform_does_not_fight_rotation(local: LocalDeployment, dev: dict[str, str]) -> None:
+    secretsmanager = client(local, "secretsmanager")
+    arn = dev["secret_arn"]
+    value, _ = canary_key_set("rotation")
+    secretsmanager.put_secret_value(SecretId=arn, SecretString=value)
+    for _ in range(2):  # the second rotation takes every label off the first value
+        token = secretsmanager.rotate_secret(SecretId=arn)["VersionId"]
+        for step in STEPS:  # what the deployed function does when Secrets Manager invokes it
+            rotate(secretsmanager, {"Step": step, "SecretId": arn, "ClientRequestToken": token})
+        assert secretsmanager.describe_secret(SecretId=arn)["VersionIdsToStages"][token] == ["AWSCURRENT"]
+    result = replan(local, "dev")
     assert result.returncode == 0, result.stdout[-3000:]
 
 

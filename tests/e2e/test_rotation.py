@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from apikeys.cli import main as cli_main
 from apikeys.keyset import parse_secret_string
 from apikeys.loader import JsonLineFormatter
 from apikeys.rotation import STEPS, RotationError, rotate
@@ -93,6 +94,9 @@ class SecretsManagerStandIn:
 
     def stages(self) -> dict[str, list[str]]:
         return dict(self.client.describe_secret(SecretId=self.arn)["VersionIdsToStages"])
+
+    def previous_version(self) -> str:
+        return next(version for version, labels in self.stages().items() if "AWSPREVIOUS" in labels)
 
     def value(self, stage: str) -> str:
         return self.client.get_secret_value(SecretId=self.arn, VersionStage=stage)["SecretString"]
@@ -322,3 +326,66 @@ class RollingClient:
             if status != 200:
                 self.failures.append(status)
             time.sleep(0.02)
+
+
+def test_apikeys_rotate_starts_a_rotation_and_verify_shows_it(
+    server: LocalAws,
+    standin: SecretsManagerStandIn,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**server.environment(), "AWS_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("API_KEYS_PREVIOUS_GRACE_SECONDS", "3600")
+    target = ["--secret-arn", standin.arn]
+
+    rows = verify(target, capsys)
+    assert rows["rotation"][0] == "PASS"
+    assert rows["rotation"][1].startswith("every 30 days, never rotated yet, next ")
+    assert rows["rotation in progress"] == ("INFO", "none")
+    assert rows["previous keys"] == ("INFO", "none")
+
+    assert cli_main(["rotate", *target]) == 0
+    token = capsys.readouterr().out.split("version ")[1].split()[0]
+    assert standin.stages()[token] == ["AWSPENDING"]
+    assert standin.value("AWSCURRENT") == standin.original  # until the function has run
+    assert verify(target, capsys)["rotation in progress"][1].startswith(f"version {token} is AWSPENDING")
+
+    assert cli_main(["rotate", *target]) == 1  # one rotation at a time
+    assert "a rotation is already in progress" in capsys.readouterr().err
+
+    for step in ALL_STEPS:  # what the rotation function does, invoked by Secrets Manager
+        standin.invoke(step, token)
+    assert_rotated(standin, token, standin.original)
+    rows = verify(target, capsys)
+    assert rows["rotation"][1].startswith("every 30 days, last ")
+    assert rows["rotation in progress"] == ("INFO", "none")
+    assert rows["previous keys"][1].startswith(f"version {standin.previous_version()}: still accepted (grace 1:00:00")
+    monkeypatch.setenv("API_KEYS_PREVIOUS_GRACE_SECONDS", "0")
+    assert "no longer accepted" in verify(target, capsys)["previous keys"][1]
+
+
+def verify(target: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, str]]:
+    """`apikeys verify`'s table as {check: (status, detail)}."""
+    cli_main(["verify", *target])
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        status, rest = line.split(maxsplit=1)
+        name, _, detail = rest.partition("  ")
+        rows[name] = (status, detail.strip())
+    return rows
+
+
+def test_apikeys_rotate_refuses_a_secret_without_rotation(
+    server: LocalAws,
+    secretsmanager: SecretsManagerClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**server.environment(), "AWS_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    stand_in = SecretsManagerStandIn(secretsmanager)
+    stand_in.create(secret_string(fake_keys("manual")), rotation_enabled=False)
+    assert cli_main(["rotate", "--secret-arn", stand_in.arn]) == 1
+    assert "rotation is not configured" in capsys.readouterr().err
+    assert stand_in.stages() == {next(iter(stand_in.stages())): ["AWSCURRENT"]}

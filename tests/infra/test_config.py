@@ -36,7 +36,7 @@ def _write(directory: Path, name: str, text: str) -> Path:
             id="wrong-type",
         ),
         pytest.param(
-            lambda t: t.replace("enabled = false", "enabled = 0"),
+            lambda t: t.replace("enabled = true", "enabled = 1"),
             "rotation.enabled",
             "valid boolean",
             id="int-for-bool",
@@ -162,7 +162,7 @@ def test_one_bad_file_among_good_ones_stops_everything(tmp_path: Path) -> None:
     assert not outdir.exists()
 
 
-def test_shipped_envs_load_with_defaults() -> None:
+def test_shipped_envs_load_with_defaults(tmp_path: Path) -> None:
     configs = {c.environment: c for c in load_environments((PROJECT_ROOT / "envs").glob("*.toml"))}
     assert set(configs) == {"dev", "staging", "prod"}
     assert all(c.project_name == "credlink" for c in configs.values())
@@ -171,7 +171,8 @@ def test_shipped_envs_load_with_defaults() -> None:
     assert configs["prod"].recovery_window_days == 30
     assert configs["prod"].kms_deletion_window_days == 30
     assert configs["prod"].replica_regions == ("us-west-2",)
-    assert all(not c.rotation.enabled for c in configs.values())
+    assert all(c.rotation.enabled and c.rotation.days == 30 for c in configs.values())
+    assert load_environment(_write(tmp_path, "qa.toml", QA_ENV)).rotation.enabled  # on unless turned off
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

@@ -22,12 +22,14 @@ pytestmark = pytest.mark.synth
 # Where `Resource: "*"` is allowed, and why. Nothing else may use it.
 WILDCARD_RESOURCE_ALLOWED = {
     "key_policy": "In a KMS key policy, Resource '*' is the key the policy is attached to; AWS accepts nothing else.",
+    "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions: its actions accept only Resource '*'.",
+    "xray:PutTraceSegments": "X-Ray has no resource-level permissions: its actions accept only Resource '*'.",
 }
 # KMS use without kms:ViaService is allowed only for these service principals, each bound by
 # the condition that takes its place.
 SERVICE_KMS_USE = {
     "cloudwatch.amazonaws.com": "aws:SourceArn",  # alarms of this account publishing to the topic
-    "logs.{region}.amazonaws.com": "kms:EncryptionContext:aws:logs:arn",  # the one app log group
+    "logs.{region}.amazonaws.com": "kms:EncryptionContext:aws:logs:arn",  # the app and rotation log groups
 }
 CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncrypt")
 
@@ -39,11 +41,11 @@ def documents(stack: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]
         path = document["//"]["metadata"]["path"]
         if path.endswith("/policy") and ("/secrets_key/" in path or "/replica_key_" in path):
             kind = "key_policy"
-        elif path.endswith("/read_policy/document"):
+        elif path.endswith(("/read_policy/document", "/rotation/policy_document")):
             kind = "identity_policy"
         elif path.endswith("/alerts/policy_document"):
             kind = "topic_policy"
-        elif path.endswith("/demo_service/task_trust"):
+        elif path.endswith(("/demo_service/task_trust", "/rotation/trust")):
             kind = "trust_policy"
         else:
             raise AssertionError(f"unclassified policy document {path}: add it to this test")
@@ -76,7 +78,10 @@ def test_wildcard_resource_only_where_aws_requires_it(synthesized: Synthesis, en
     for kind, path, statements in documents(synthesized.stacks[env]):
         for statement in filter(allows, statements):
             if "*" in statement.get("resources", []):
-                assert kind in WILDCARD_RESOURCE_ALLOWED, f"{env} {path} {statement.get('sid')}"
+                allowed = kind in WILDCARD_RESOURCE_ALLOWED or all(
+                    action in WILDCARD_RESOURCE_ALLOWED for action in statement["actions"]
+                )
+                assert allowed, f"{env} {path} {statement.get('sid')}"
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)
@@ -95,7 +100,7 @@ def test_every_secrets_manager_action_is_scoped_to_this_envs_secret(synthesized:
                 assert statement["resources"], path
                 assert all("module.secrets.secret_arn" in resource for resource in statement["resources"]), path
                 scoped += 1
-    assert scoped == 1  # the read policy; nothing else in the stack may touch the secret
+    assert scoped == 2  # the read policy and the rotation function's; nothing else may touch the secret
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)

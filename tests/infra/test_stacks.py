@@ -9,9 +9,10 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from apikeys.events import ALARMED_EVENTS
+from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED
 from stacks.kms import KEY_ADMIN_ACTIONS
-from tests.conftest import SHIPPED_ENVS, Synthesis
+from stacks.rotation import ROTATION_ACTIONS
+from tests.conftest import SHIPPED_ENVS, Synthesis, run_main
 
 pytestmark = pytest.mark.synth
 
@@ -41,9 +42,21 @@ def primary_key_address(stack: dict[str, Any]) -> str:
     return f"aws_kms_key.{name}"
 
 
+ROTATION_PACKAGE_HASH = "<rotation package hash>"
+
+
+def without_rotation_package_hash(stack: dict[str, Any]) -> dict[str, Any]:
+    """The stack with the rotation package's content hash replaced, so a snapshot is about the
+    stack and not about every edit to apikeys/ (tests/infra/test_rotation_package.py checks the package)."""
+    text = json.dumps(stack)
+    for function in resources(stack, "aws_lambda_function").values():
+        text = text.replace(function["source_code_hash"], ROTATION_PACKAGE_HASH)
+    return dict(json.loads(text))
+
+
 @pytest.mark.parametrize("env", SHIPPED_ENVS)
 def test_snapshot(synthesized: Synthesis, env: str, snapshot: SnapshotAssertion) -> None:
-    assert synthesized.stacks[env] == snapshot(extension_class=JSONSnapshotExtension)
+    assert without_rotation_package_hash(synthesized.stacks[env]) == snapshot(extension_class=JSONSnapshotExtension)
 
 
 def test_one_stack_per_env_file_including_a_user_added_one(synthesized: Synthesis) -> None:
@@ -82,10 +95,13 @@ def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
         "SecretsManagerUseForThisSecret",
         "SnsUseForTheAlertTopic",
         "CloudWatchAlarmsPublishToTheAlertTopic",
+        "CloudWatchLogsUseForTheseLogGroups",
     }
-    if env == "dev":
-        expected.add("CloudWatchLogsUseForTheAppLogGroup")
     assert set(statements) == expected
+    logs = statements["CloudWatchLogsUseForTheseLogGroups"]
+    log_groups = [arn.rsplit(":log-group:", 1)[1] for arn in logs["condition"][0]["values"]]
+    app_log_groups = ["/credlink/dev/app"] if env == "dev" else []
+    assert log_groups == [*app_log_groups, f"/aws/lambda/credlink-{env}-api-keys-rotation"]
     assert statements["KeyAdministrators"]["actions"] == list(KEY_ADMIN_ACTIONS)
     secrets_use = statements["SecretsManagerUseForThisSecret"]
     assert secrets_use["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -169,7 +185,7 @@ def test_read_policy_is_attached_to_every_task_role(synthesized: Synthesis, env:
     roles = sorted(a["role"] for a in attachments)
     assert all(a["policy_arn"] == f"${{aws_iam_policy.{policy_name}.arn}}" for a in attachments)
     if env == "dev":  # the demo role the stack creates, referenced so it exists first
-        (role_name,) = resources(stack, "aws_iam_role")
+        (role_name,) = [n for n in resources(stack, "aws_iam_role") if n.startswith("demo_service_")]
         assert roles == [f"${{aws_iam_role.{role_name}.name}}"]
     else:
         assert (
@@ -210,15 +226,18 @@ def test_alarms_watch_the_loader_contract_and_notify_the_topic(synthesized: Synt
     topic_arn = f"${{aws_sns_topic.{topic_name}.arn}}"
     filters = resources(stack, "aws_cloudwatch_log_metric_filter").values()
     alarms = resources(stack, "aws_cloudwatch_metric_alarm").values()
+    app_log_group = "${aws_cloudwatch_log_group.demo_service_log_group_772774C9.name}" if env == "dev" else ""
+    loader_filters = [f for f in filters if f["log_group_name"] in (app_log_group, f"/credlink/{env}/app")]
 
-    assert sorted(f["pattern"] for f in filters) == sorted(event.pattern for event in ALARMED_EVENTS)
-    assert len(list(alarms)) == len(ALARMED_EVENTS)
+    assert sorted(f["pattern"] for f in loader_filters) == sorted(event.pattern for event in ALARMED_EVENTS)
+    assert sorted(f["pattern"] for f in filters) == sorted(e.pattern for e in (*ALARMED_EVENTS, ROTATION_FAILED))
+    assert len(list(alarms)) == len(ALARMED_EVENTS) + 2  # and the rotation function's errors and failures
     for alarm in alarms:
         assert alarm["alarm_actions"] == [topic_arn]
         assert alarm["ok_actions"] == [topic_arn]
         assert alarm["alarm_name"].startswith(f"credlink-{env}-api-keys-")
     metrics = {(f["metric_transformation"]["namespace"], f["metric_transformation"]["name"]) for f in filters}
-    assert metrics == {(a["namespace"], a["metric_name"]) for a in alarms}
+    assert metrics | {("AWS/Lambda", "Errors")} == {(a["namespace"], a["metric_name"]) for a in alarms}
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)
@@ -242,16 +261,19 @@ def test_outputs(synthesized: Synthesis, env: str) -> None:
 
 def test_dev_stands_alone_with_its_own_task_role_and_encrypted_log_group(synthesized: Synthesis) -> None:
     stack = synthesized.stacks["dev"]
-    _, log_group = only(stack, "aws_cloudwatch_log_group")
+    log_group = resources(stack, "aws_cloudwatch_log_group")["demo_service_log_group_772774C9"]
     assert log_group["name"] == "/credlink/dev/app"
     assert log_group["kms_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
     assert log_group["retention_in_days"] >= 365
-    role_name, role = only(stack, "aws_iam_role")
+    role = resources(stack, "aws_iam_role")["demo_service_task_role_0_3EC2563B"]
     assert role["name"] == "credlink-dev-demo-task"
-    assert stack["module"]["secrets"]["read_principal_arns"] == [f"${{aws_iam_role.{role_name}.arn}}"]
+    demo_role_arn = "${aws_iam_role.demo_service_task_role_0_3EC2563B.arn}"
+    assert stack["module"]["secrets"]["read_principal_arns"][0] == demo_role_arn
     for env in ("staging", "prod", "qa"):
-        assert "aws_iam_role" not in synthesized.stacks[env]["resource"]
-        assert "aws_cloudwatch_log_group" not in synthesized.stacks[env]["resource"]
+        assert not [n for n in resources(synthesized.stacks[env], "aws_iam_role") if n.startswith("demo_service_")]
+        assert [g["name"] for g in resources(synthesized.stacks[env], "aws_cloudwatch_log_group").values()] == [
+            f"/aws/lambda/credlink-{env}-api-keys-rotation"
+        ]
 
 
 def test_prod_replicates_with_a_key_of_the_replica_region(synthesized: Synthesis) -> None:
@@ -298,6 +320,7 @@ PINNED_ADDRESSES = {
     "aws_kms_alias": "secrets_key_alias_6CBA8DCB",
     "aws_sns_topic": "alerts_topic_3313844B",
     "aws_iam_policy": "read_policy_3CAE269C",
+    "aws_sqs_queue": "rotation_dead_letter_queue_41DD89D5",  # failed rotation invocations
 }
 
 
@@ -307,3 +330,73 @@ def test_stateful_resources_keep_their_addresses(synthesized: Synthesis, env: st
     for resource_type, name in PINNED_ADDRESSES.items():
         assert name in resources(stack, resource_type), f"{resource_type}.{name} moved"
     assert "secrets" in stack["module"]
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_rotation_function_is_wired_to_this_secret_only(synthesized: Synthesis, env: str) -> None:
+    stack = synthesized.stacks[env]
+    function_name, function = only(stack, "aws_lambda_function")
+    role_name, role = next((n, r) for n, r in resources(stack, "aws_iam_role").items() if n.startswith("rotation_"))
+    queue_name, queue = only(stack, "aws_sqs_queue")
+    log_group_name, log_group = next(
+        (n, g) for n, g in resources(stack, "aws_cloudwatch_log_group").items() if n.startswith("rotation_")
+    )
+    name = f"credlink-{env}-api-keys-rotation"
+    assert function["function_name"] == role["name"] == name
+    assert (function["handler"], function["runtime"]) == ("apikeys.rotation.handler", "python3.12")
+    assert function["role"] == f"${{aws_iam_role.{role_name}.arn}}"
+    assert function["reserved_concurrent_executions"] == 1
+    assert function["tracing_config"] == {"mode": "Active"}
+    assert function["dead_letter_config"] == {"target_arn": f"${{aws_sqs_queue.{queue_name}.arn}}"}
+    assert queue["sqs_managed_sse_enabled"] is True
+    assert log_group["name"] == f"/aws/lambda/{name}"
+    assert log_group["kms_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert log_group["retention_in_days"] >= 365
+    assert f"aws_cloudwatch_log_group.{log_group_name}" in function["depends_on"]
+
+    permission_name, permission = only(stack, "aws_lambda_permission")
+    assert permission["action"] == "lambda:InvokeFunction"
+    assert permission["principal"] == "secretsmanager.amazonaws.com"
+    assert permission["source_arn"] == "${module.secrets.secret_arn}"
+    assert permission["source_account"] == "${data.aws_caller_identity.caller.account_id}"
+    assert permission["function_name"] == f"${{aws_lambda_function.{function_name}.arn}}"
+    module = stack["module"]["secrets"]
+    # Read through the permission: the rotation is configured only once Secrets Manager may invoke.
+    assert module["rotation_lambda_arn"] == f"${{aws_lambda_permission.{permission_name}.function_name}}"
+    assert module["rotation_days"] == 30
+    assert module["rotation_enabled"] is True
+    assert module["read_principal_arns"][-1] == f"${{aws_iam_role.{role_name}.arn}}"
+
+    statements = {s["sid"]: s for s in policy_document(stack, "/rotation/policy_document")}
+    assert statements["RotateThisSecret"]["actions"] == sorted(ROTATION_ACTIONS)
+    assert statements["RotateThisSecret"]["resources"] == ["${module.secrets.secret_arn}"]
+    assert statements["WriteItsOwnLog"]["resources"] == [
+        f"${{aws_cloudwatch_log_group.{log_group_name}.arn}}:log-stream:*"
+    ]
+    assert statements["SendFailedInvocationsToItsQueue"]["resources"] == [f"${{aws_sqs_queue.{queue_name}.arn}}"]
+    assert set(statements) == {
+        "RotateThisSecret",
+        "UseTheKeyForThisSecretOnly",
+        "WriteItsOwnLog",
+        "SendFailedInvocationsToItsQueue",
+        "WriteTraces",
+    }
+    (trust,) = policy_document(stack, "/rotation/trust")
+    assert trust["principals"] == [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}]
+
+    errors = next(a for a in resources(stack, "aws_cloudwatch_metric_alarm").values() if a["namespace"] == "AWS/Lambda")
+    assert errors["metric_name"] == "Errors"
+    assert errors["dimensions"] == {"FunctionName": f"${{aws_lambda_function.{function_name}.function_name}}"}
+
+
+def test_an_env_can_turn_rotation_off(tmp_path_factory: pytest.TempPathFactory, synthesized: Synthesis) -> None:
+    envs = tmp_path_factory.mktemp("envs-rotation-off")
+    dev = (synthesized.envs_dir / "dev.toml").read_text(encoding="utf-8")
+    (envs / "dev.toml").write_text(dev.replace("enabled = true", "enabled = false"), encoding="utf-8")
+    outdir = tmp_path_factory.mktemp("cdktf-rotation-off.out")
+    assert run_main(envs, outdir).returncode == 0
+    stack = json.loads((outdir / "stacks" / "dev" / "cdk.tf.json").read_text(encoding="utf-8"))
+    assert "aws_lambda_function" not in stack["resource"]
+    assert "rotation_lambda_arn" not in stack["module"]["secrets"]
+    assert "rotation_enabled" not in stack["module"]["secrets"]
+    assert "aws_lambda_function" in synthesized.stacks["dev"]["resource"]

@@ -161,10 +161,11 @@ run "replicas_get_their_own_keys" {
   }
 }
 
-run "rotation_schedule_when_a_function_is_given" {
+run "rotation_schedule_when_enabled" {
   command = plan
 
   variables {
+    rotation_enabled    = true
     rotation_lambda_arn = "arn:aws:lambda:us-east-1:111122223333:function:credlink-test-rotate"
     rotation_days       = 30
   }
@@ -173,6 +174,21 @@ run "rotation_schedule_when_a_function_is_given" {
     condition     = aws_secretsmanager_secret_rotation.this[0].rotation_rules[0].automatically_after_days == 30
     error_message = "The rotation schedule must use rotation_days."
   }
+
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.this[0].rotate_immediately == false
+    error_message = "The first rotation must wait for the schedule: the value may not be there yet at apply."
+  }
+}
+
+run "rotation_enabled_without_a_function_is_refused" {
+  command = plan
+
+  variables {
+    rotation_enabled = true
+  }
+
+  expect_failures = [var.rotation_lambda_arn]
 }
 
 run "recovery_window_below_seven_days_is_refused" {

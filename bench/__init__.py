@@ -1,0 +1,13 @@
+"""`make bench`: the reproducible benchmark harness (not timed tests).
+
+Sections, each its own module: `synth` (naive vs lean synthesis of generated environments:
+wall time, Python and Node peak memory), `keycheck` (ns per key check, next to
+aws-secretsmanager-caching, Powertools and an uncached boto3 fetch), `calls` (Secrets Manager
+calls per process per hour, counted on the client, with a simulated clock) and `cost` (the
+price of those calls). `report` writes the Markdown table, the JSON and the plot.
+
+    python -m bench                 # everything, into bench/out/
+    python -m bench --only synth    # one section
+
+Only the bench imports these libraries; the runtime (`apikeys`) and the tests do not.
+"""
