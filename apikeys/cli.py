@@ -108,6 +108,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise CliError(f"API_KEYS is not valid: {error}") from None
     target = resolve(args)
     secretsmanager = client("secretsmanager", target.region)
+    pending = _pending_versions(
+        secretsmanager.describe_secret(SecretId=target.secret_arn).get("VersionIdsToStages", {})
+    )
+    if pending:
+        # The rotation would finish on top of this write and make these keys AWSPREVIOUS.
+        raise CliError(
+            f"a rotation is in progress (version {pending[0]} is AWSPENDING): wait for it to finish, or cancel it with "
+            f"aws secretsmanager update-secret-version-stage --secret-id {target.secret_arn} "
+            f"--version-stage AWSPENDING --remove-from-version-id {pending[0]}"
+        )
     try:
         old = _current_keys(secretsmanager, target.secret_arn) or KeySet()
     except ApiKeyParseError:
@@ -181,7 +191,7 @@ def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str
     days = secret.get("RotationRules", {}).get("AutomaticallyAfterDays")
     last, next_ = secret.get("LastRotatedDate"), secret.get("NextRotationDate")
     schedule = f"every {days} days" if days else "on"
-    schedule += f", last {last:%Y-%m-%d %H:%M} UTC" if last else ", never rotated yet"
+    schedule += f", last {last.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if last else ", never rotated yet"
     if next_:
         schedule += f", next {next_:%Y-%m-%d}"
     rows = [("PASS", "rotation", schedule)]

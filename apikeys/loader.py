@@ -10,7 +10,8 @@
   off, with a WARN line at startup.
 - Refresh: at most once per interval (default 5 min, jittered) `DescribeSecret` shows
   whether AWSCURRENT moved; only then is the value fetched. A failed refresh keeps the last
-  good keys. After a rotation the previous keys stay valid for a grace period.
+  good keys. After a rotation the previous keys stay valid for a grace period (a process
+  started during it reads AWSPREVIOUS too, until the same moment).
 
 Every log line is one JSON object whose `event`/`reason` fields are the contract in
 `apikeys.events`, which the CloudWatch metric filters match. No line contains key material.
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -195,7 +196,8 @@ class ApiKeyLoader:
             return
         if settings.secret_arn:
             try:
-                keys, version = self._fetch(settings.secret_arn)
+                keys, version, written = self._fetch(settings.secret_arn)
+                previous, previous_until = self._previous_in_grace(settings.secret_arn, written)
             except SecretReadError as error:
                 failure = error.reason
                 log_event(
@@ -206,6 +208,7 @@ class ApiKeyLoader:
             else:
                 with self._lock:
                     self._current, self._version, self._source = keys, version, "secret"
+                    self._previous, self._previous_until = previous, previous_until
                     self._schedule_next_check()
                 log_event(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
                 return
@@ -226,7 +229,8 @@ class ApiKeyLoader:
             "no API keys: set API_KEYS_SECRET_ARN (or API_KEYS), or ENABLE_API_KEY_AUTH=false to disable checking"
         )
 
-    def _fetch(self, secret_id: str, stage: str = "AWSCURRENT") -> tuple[KeySet, str]:
+    def _fetch(self, secret_id: str, stage: str = "AWSCURRENT") -> tuple[KeySet, str, datetime | None]:
+        """The stage's keys, version id, and when that version was written."""
         try:
             response = self._secrets_client().get_secret_value(SecretId=secret_id, VersionStage=stage)
         except (ClientError, BotoCoreError) as error:
@@ -234,9 +238,25 @@ class ApiKeyLoader:
         if "SecretString" not in response:
             raise SecretReadError(FailureReason.MALFORMED, "the secret is binary; expected a JSON string")
         try:
-            return parse_secret_string(response["SecretString"]), response["VersionId"]
+            return parse_secret_string(response["SecretString"]), response["VersionId"], response.get("CreatedDate")
         except ApiKeyParseError as error:
             raise SecretReadError(FailureReason.MALFORMED, str(error)) from None
+
+    def _previous_in_grace(self, secret_id: str, current_written: datetime | None) -> tuple[KeySet, float]:
+        """At startup: AWSPREVIOUS's keys, and until when (on the loader's clock) they are valid.
+
+        The grace period counts from when AWSCURRENT was written, so a process started in the
+        middle of a hand-over accepts the previous keys as long as one that saw the rotation."""
+        if current_written is None:
+            return KeySet(), 0.0
+        remaining = current_written.timestamp() + self._settings.previous_grace.total_seconds() - time.time()
+        if remaining <= 0:
+            return KeySet(), 0.0  # no rotation within the grace period: nothing more to read
+        try:
+            keys, _, _ = self._fetch(secret_id, "AWSPREVIOUS")
+        except SecretReadError:
+            return KeySet(), 0.0  # no previous version (the first value), or unreadable: accept none
+        return keys, self._clock() + remaining
 
     def _schedule_next_check(self) -> None:
         interval = self._settings.refresh_interval.total_seconds()
@@ -257,7 +277,7 @@ class ApiKeyLoader:
             current = next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
             if current is None or current == self._version:
                 return
-            keys, version = self._fetch(arn)
+            keys, version, _ = self._fetch(arn)
         except (ClientError, BotoCoreError) as error:
             log_event(
                 logging.WARNING,

@@ -7,7 +7,8 @@ is the `ClientRequestToken`) and then invokes this function once per step:
   AWSPENDING. Skipped if that version already has a value, so a retry writes nothing twice.
 - setSecret: nothing to do. These are inbound keys: no database or third party holds a copy
   to update; our own services read the secret and pick the new keys up on their refresh.
-- testSecret: the pending value parses with the loader's own parser and keeps every client.
+- testSecret: the pending value parses with the loader's own parser, keeps every client and
+  shares no key with AWSCURRENT (or, in Secrets Manager's configuration test, is a copy of it).
 - finishSecret: AWSCURRENT moves to the token (Secrets Manager moves AWSPREVIOUS to the old
   version, whose keys the loader keeps accepting for its grace period), then AWSPENDING is
   removed so no label is left dangling.
@@ -50,7 +51,12 @@ def create_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
         return  # an earlier attempt wrote it
     except client.exceptions.ResourceNotFoundException:
         pass
-    current = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)
+    try:
+        current = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)
+    except client.exceptions.ResourceNotFoundException:
+        raise RotationError(
+            f"{arn}: no AWSCURRENT value to rotate yet: put the keys in first (apikeys migrate)"
+        ) from None
     document = _document(current["SecretString"], arn, CURRENT)
     clients = parse_secret_string(current["SecretString"]).clients
     document["apiKeys"] = format_api_keys((new_key(), client) for client in clients)
@@ -65,13 +71,20 @@ def set_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     _step_done("setSecret", token)
 
 
-def test_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+def check_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
+    """The testSecret step."""
     pending_value = client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)["SecretString"]
-    current_value = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
     try:
         pending = parse_secret_string(pending_value)
     except ApiKeyParseError as error:
         raise RotationError(f"{arn}: the pending version {token} does not parse: {error}") from None
+    current_value = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
+    if pending_value == current_value:
+        # RotateSecret with RotateImmediately=false (how the stack schedules rotation) tests
+        # the configuration: Secrets Manager stages a copy of AWSCURRENT and runs only this
+        # step. The copy parses; there are no new keys to compare.
+        _step_done("testSecret", token, key_count=len(pending), configuration_test=True)
+        return
     current = parse_secret_string(current_value)
     if set(pending.clients) != set(current.clients):
         raise RotationError(f"{arn}: the pending version {token} does not keep the same clients as AWSCURRENT")
@@ -83,7 +96,9 @@ def test_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
 
 def finish_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     stages = client.describe_secret(SecretId=arn)["VersionIdsToStages"]
-    current = next(version for version, labels in stages.items() if CURRENT in labels)
+    current = next((version for version, labels in stages.items() if CURRENT in labels), None)
+    if current is None:
+        raise RotationError(f"{arn}: no version is AWSCURRENT")
     client.update_secret_version_stage(
         SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current
     )
@@ -95,7 +110,7 @@ Step = Callable[["SecretsManagerClient", str, str], None]
 STEPS: Mapping[str, Step] = {
     "createSecret": create_secret,
     "setSecret": set_secret,
-    "testSecret": test_secret,
+    "testSecret": check_secret,
     "finishSecret": finish_secret,
 }
 
@@ -103,9 +118,9 @@ STEPS: Mapping[str, Step] = {
 def rotate(client: SecretsManagerClient, event: Mapping[str, Any]) -> None:
     """Run one step of the protocol for a Secrets Manager rotation event."""
     arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
-    if step not in STEPS:
-        raise RotationError(f"{arn}: unknown rotation step {step!r}")
     try:
+        if step not in STEPS:
+            raise RotationError(f"{arn}: unknown rotation step {step!r}")
         metadata = client.describe_secret(SecretId=arn)
         if not metadata.get("RotationEnabled"):
             raise RotationError(f"{arn}: rotation is not enabled for this secret")

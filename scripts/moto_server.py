@@ -76,6 +76,7 @@ def _rotate_secret_as_secrets_manager_does(
     if not rotate_immediately or not secret.versions:
         return secret.to_short_dict(include_version_id=False)
     token = client_request_token or str(uuid.uuid4())
+    secret.remove_version_stages_from_old_versions(["AWSPENDING"])  # e.g. left on AWSCURRENT by a finished rotation
     secret.versions[token] = {"createdate": now, "version_id": token, "version_stages": ["AWSPENDING"]}
     secret.last_rotation_date = now
     return secret.to_short_dict(version_id=token)

@@ -11,7 +11,7 @@ from stacks.account import AccountContext
 from stacks.aws import DataAwsIamPolicyDocument, IamPolicy, IamRolePolicyAttachment
 from stacks.policy import Statement, condition
 
-__all__ = ["READ_ACTIONS", "ReadableSecret", "SecretReadPolicy"]
+__all__ = ["READ_ACTIONS", "ReadableSecret", "SecretReadPolicy", "key_use_for_secret"]
 
 # GetSecretValue loads the keys; DescribeSecret lets the loader see a new AWSCURRENT version
 # (after a rotation) without fetching the value again.
@@ -49,22 +49,10 @@ class SecretReadPolicy(Construct):
                 "resources": [secret.secret_arn for secret in secrets],
             }
         ]
-        for index, secret in enumerate(secrets):
-            statements.append(
-                {
-                    "sid": f"DecryptApiKeysSecret{index}",
-                    "actions": ["kms:Decrypt"],
-                    "resources": [secret.kms_key_arn],
-                    "condition": [
-                        condition(
-                            "StringEquals",
-                            "kms:ViaService",
-                            account.service_endpoint("secretsmanager", region=secret.region),
-                        ),
-                        condition("StringEquals", "kms:EncryptionContext:SecretARN", secret.secret_arn),
-                    ],
-                }
-            )
+        statements += [
+            key_use_for_secret(f"DecryptApiKeysSecret{index}", ["kms:Decrypt"], secret, account)
+            for index, secret in enumerate(secrets)
+        ]
         self.document = DataAwsIamPolicyDocument(self, "document", statement=statements)
         self.policy = IamPolicy(
             self,
@@ -75,3 +63,19 @@ class SecretReadPolicy(Construct):
         )
         for index, role_name in enumerate(task_role_names):
             IamRolePolicyAttachment(self, f"task_role_{index}", role=role_name, policy_arn=self.policy.arn)
+
+
+def key_use_for_secret(sid: str, actions: Sequence[str], secret: ReadableSecret, account: AccountContext) -> Statement:
+    """`actions` on the secret's key, only through Secrets Manager in its region and only for
+    this secret's encryption context."""
+    return {
+        "sid": sid,
+        "actions": list(actions),
+        "resources": [secret.kms_key_arn],
+        "condition": [
+            condition(
+                "StringEquals", "kms:ViaService", account.service_endpoint("secretsmanager", region=secret.region)
+            ),
+            condition("StringEquals", "kms:EncryptionContext:SecretARN", secret.secret_arn),
+        ],
+    }

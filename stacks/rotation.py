@@ -4,6 +4,8 @@ Manager on this one secret."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktf import AssetType, TerraformAsset
 from constructs import Construct
 
@@ -20,7 +22,8 @@ from stacks.aws import (
     SqsQueue,
 )
 from stacks.demo_service import LOG_RETENTION_DAYS
-from stacks.policy import assume_role_statement, condition
+from stacks.policy import assume_role_statement
+from stacks.read_policy import ReadableSecret, key_use_for_secret
 
 __all__ = ["ROTATION_ACTIONS", "ROTATION_HANDLER", "RotationFunction"]
 
@@ -34,6 +37,8 @@ ROTATION_ACTIONS = (
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
 )
+
+_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
 class RotationFunction(Construct):
@@ -51,13 +56,14 @@ class RotationFunction(Construct):
         account: AccountContext,
         function_name: str,
         handler_package_path: str,  # the zip of the `apikeys` package (main.py builds it)
-        secret_arn: str,
-        kms_key_arn: str,
+        secrets: Sequence[ReadableSecret],  # the primary first, then its replicas
+        log_group_kms_key_arn: str,
         alarm_name_prefix: str,
         metric_namespace: str,
         topic_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        primary = secrets[0]
         package = TerraformAsset(self, "package", path=handler_package_path, type=AssetType.FILE)
         trust = DataAwsIamPolicyDocument(
             self,
@@ -76,7 +82,7 @@ class RotationFunction(Construct):
             "log_group",
             name=f"/aws/lambda/{function_name}",
             retention_in_days=LOG_RETENTION_DAYS,
-            kms_key_id=kms_key_arn,
+            kms_key_id=log_group_kms_key_arn,
         )
         self.dead_letter_queue = SqsQueue(
             self,
@@ -92,17 +98,14 @@ class RotationFunction(Construct):
                 {
                     "sid": "RotateThisSecret",
                     "actions": list(ROTATION_ACTIONS),
-                    "resources": [secret_arn],
+                    "resources": [primary.secret_arn],
                 },
-                {
-                    "sid": "UseTheKeyForThisSecretOnly",
-                    "actions": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "resources": [kms_key_arn],
-                    "condition": [
-                        condition("StringEquals", "kms:ViaService", account.service_endpoint("secretsmanager")),
-                        condition("StringEquals", "kms:EncryptionContext:SecretARN", secret_arn),
-                    ],
-                },
+                # Each new version is encrypted in every region it is replicated to, with that
+                # region's key, on the rotation function's behalf.
+                *(
+                    key_use_for_secret(f"UseTheKeysForThisSecretOnly{index}", _KEY_ACTIONS, secret, account)
+                    for index, secret in enumerate(secrets)
+                ),
                 {
                     "sid": "WriteItsOwnLog",
                     "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -152,7 +155,7 @@ class RotationFunction(Construct):
             action="lambda:InvokeFunction",
             function_name=self.function.arn,
             principal="secretsmanager.amazonaws.com",
-            source_arn=secret_arn,
+            source_arn=primary.secret_arn,
             source_account=account.account_id,
         )
 

@@ -169,22 +169,23 @@ class SecretsStack(TerraformStack):
                 lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
             )
 
+        readable_secrets = [
+            ReadableSecret(region=config.region, secret_arn=secret_arn, kms_key_arn=key.key_arn),
+            *(
+                ReadableSecret(
+                    region=region,
+                    secret_arn=Fn.replace(secret_arn, f":{config.region}:", f":{region}:"),
+                    kms_key_arn=replica_key.key_arn,
+                )
+                for region, replica_key in replica_keys.items()
+            ),
+        ]
         read_policy = SecretReadPolicy(
             self,
             "read_policy",
             account=account,
             policy_name=f"{prefix}-api-keys-read",
-            secrets=[
-                ReadableSecret(region=config.region, secret_arn=secret_arn, kms_key_arn=key.key_arn),
-                *(
-                    ReadableSecret(
-                        region=region,
-                        secret_arn=Fn.replace(secret_arn, f":{config.region}:", f":{region}:"),
-                        kms_key_arn=replica_key.key_arn,
-                    )
-                    for region, replica_key in replica_keys.items()
-                ),
-            ],
+            secrets=readable_secrets,
             task_role_names=task_role_names,
         )
 
@@ -214,8 +215,8 @@ class SecretsStack(TerraformStack):
                 account=account,
                 function_name=rotation_function_name,
                 handler_package_path=rotation_package_path,
-                secret_arn=secret_arn,
-                kms_key_arn=key.key_arn,
+                secrets=readable_secrets,
+                log_group_kms_key_arn=key.key_arn,
                 alarm_name_prefix=alarm_prefix,
                 metric_namespace=metric_namespace,
                 topic_arn=alerts.topic_arn,

@@ -98,7 +98,7 @@ variable "rotation_lambda_arn" {
 }
 
 variable "rotation_days" {
-  description = "Days between automatic rotations when rotation_lambda_arn is set. Valid values: 1 to 90."
+  description = "Days between automatic rotations when rotation_enabled is true. Valid values: 1 to 90."
   type        = number
   default     = 30
 

@@ -14,8 +14,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from apikeys.cli import main as cli_main
 from apikeys.keyset import parse_secret_string
-from apikeys.loader import JsonLineFormatter
+from apikeys.loader import ApiKeyLoader, JsonLineFormatter, LoaderSettings
 from apikeys.rotation import STEPS, RotationError, rotate
 from scripts.demo import http_status, start_service
 from scripts.local_aws import LocalAws, free_port, local_aws
@@ -236,7 +237,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("case", FAULTS)
 def test_a_failure_at_any_step_leaves_current_valid_and_a_retry_completes(
-    server: LocalAws, standin: SecretsManagerStandIn, case: str
+    server: LocalAws, standin: SecretsManagerStandIn, case: str, rotation_log: io.StringIO
 ) -> None:
     failing_step = case.split("-")[0]
     fault = FAULTS[case]
@@ -249,7 +250,9 @@ def test_a_failure_at_any_step_leaves_current_valid_and_a_retry_completes(
             continue
         with pytest.raises(ClientError, match="injected"):
             standin.invoke(step, token, client=faulty)
-        if case != "finishSecret-remove-pending":
+        failed = [json.loads(line) for line in rotation_log.getvalue().splitlines() if "rotation_failed" in line]
+        assert [(line["step"], line["error"]) for line in failed] == [(step, "ClientError")]  # what the alarm counts
+        if case != "finishSecret-remove-pending":  # there AWSCURRENT has moved: the new keys are current
             # The rotation has not happened: AWSCURRENT is the original, valid value.
             assert standin.value("AWSCURRENT") == standin.original
             parse_secret_string(standin.value("AWSCURRENT"))
@@ -258,7 +261,7 @@ def test_a_failure_at_any_step_leaves_current_valid_and_a_retry_completes(
 
 
 def test_three_rotations_in_a_row_with_a_running_service(server: LocalAws, standin: SecretsManagerStandIn) -> None:
-    grace_seconds, refresh_seconds = 3.0, 0.2
+    grace_seconds, refresh_seconds = 4.0, 0.2
     port = free_port()
     env = {
         **server.applied_to({"PATH": "/usr/bin:/bin"}),
@@ -279,19 +282,29 @@ def test_three_rotations_in_a_row_with_a_running_service(server: LocalAws, stand
             token = standin.rotate_fully()
             assert_rotated(standin, token, previous_value)
             new_key = _key_of(standin.value("AWSCURRENT"), "billing")
-            rotated_at = time.monotonic()
-            time.sleep(refresh_seconds * 5)  # the service refreshes; the client still uses the old key
-            client.key = new_key  # the hand-over: the client gets its new key
-            assert http_status(url, key=old_key) == 200  # previous key, in grace
-            assert http_status(url, key=new_key) == 200
-            time.sleep(max(0.0, rotated_at + grace_seconds + refresh_seconds * 5 - time.monotonic()))
-            assert http_status(url, key=old_key) == 401  # after grace
+            # An observer (not the client) waits for the service's refresh; the client keeps
+            # calling with its old key meanwhile, then is handed its new one.
+            refreshed_at = wait_for(lambda: http_status(url, key=new_key) == 200, timeout=15)  # noqa: B023
+            client.key = new_key
+            assert http_status(url, key=old_key) == 200  # the previous key, in its grace period
+            expired_at = wait_for(lambda: http_status(url, key=old_key) == 401, timeout=grace_seconds + 15)  # noqa: B023
+            assert expired_at - refreshed_at >= grace_seconds - 1  # not before the grace period ends
     finally:
         client.stop()
         service.terminate()
         service.wait(timeout=10)
     assert client.requests > 50
     assert client.failures == []
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float) -> float:
+    """Poll until `condition()` holds; return the monotonic time it first did."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic()
 
 
 def _key_of(value: str, client_id: str) -> str:
@@ -328,14 +341,19 @@ class RollingClient:
             time.sleep(0.02)
 
 
+@pytest.fixture
+def cli_env(server: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator CLI (in this process) pointed at the local endpoint."""
+    for name, value in {**server.environment(), "AWS_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_apikeys_rotate_starts_a_rotation_and_verify_shows_it(
-    server: LocalAws,
+    cli_env: None,
     standin: SecretsManagerStandIn,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in {**server.environment(), "AWS_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setenv("API_KEYS_PREVIOUS_GRACE_SECONDS", "3600")
     target = ["--secret-arn", standin.arn]
 
@@ -377,15 +395,52 @@ def verify(target: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, t
 
 
 def test_apikeys_rotate_refuses_a_secret_without_rotation(
-    server: LocalAws,
+    cli_env: None,
     secretsmanager: SecretsManagerClient,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in {**server.environment(), "AWS_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
     stand_in = SecretsManagerStandIn(secretsmanager)
     stand_in.create(secret_string(fake_keys("manual")), rotation_enabled=False)
     assert cli_main(["rotate", "--secret-arn", stand_in.arn]) == 1
     assert "rotation is not configured" in capsys.readouterr().err
     assert stand_in.stages() == {next(iter(stand_in.stages())): ["AWSCURRENT"]}
+
+
+def test_secrets_managers_configuration_test_passes_on_a_copy_of_current(standin: SecretsManagerStandIn) -> None:
+    """RotateSecret with RotateImmediately=false stages a copy of AWSCURRENT and runs testSecret alone."""
+    token = standin.start()
+    standin.client.put_secret_value(
+        SecretId=standin.arn, ClientRequestToken=token, SecretString=standin.original, VersionStages=["AWSPENDING"]
+    )
+    standin.invoke("testSecret", token)
+    assert standin.value("AWSCURRENT") == standin.original
+
+
+def test_a_service_started_during_the_grace_period_accepts_the_previous_keys(
+    standin: SecretsManagerStandIn,
+) -> None:
+    old_key = fake_keys("original")["web"]
+    standin.rotate_fully()
+    new_key = _key_of(standin.value("AWSCURRENT"), "web")
+    for grace, old_key_accepted in ((timedelta(hours=1), True), (timedelta(0), False)):
+        settings = LoaderSettings(secret_arn=standin.arn, region=REGION, previous_grace=grace)
+        late = ApiKeyLoader(settings, client=standin.client)  # started after the rotation
+        late.load()
+        assert late.authenticate(f"Bearer {new_key}") is not None
+        assert (late.authenticate(f"Bearer {old_key}") is not None) is old_key_accepted
+
+
+def test_apikeys_migrate_refuses_to_write_during_a_rotation(
+    cli_env: None,
+    standin: SecretsManagerStandIn,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = fake_keys("migrated")
+    monkeypatch.setenv("API_KEYS", f"{keys['web']}:web:Web")
+    token = standin.start()
+    assert cli_main(["migrate", "--secret-arn", standin.arn]) == 1
+    error = capsys.readouterr().err
+    assert f"a rotation is in progress (version {token} is AWSPENDING)" in error
+    assert f"--remove-from-version-id {token}" in error
+    assert standin.value("AWSCURRENT") == standin.original

@@ -374,13 +374,20 @@ def test_rotation_function_is_wired_to_this_secret_only(synthesized: Synthesis, 
         f"${{aws_cloudwatch_log_group.{log_group_name}.arn}}:log-stream:*"
     ]
     assert statements["SendFailedInvocationsToItsQueue"]["resources"] == [f"${{aws_sqs_queue.{queue_name}.arn}}"]
-    assert set(statements) == {
+    key_statements = {sid for sid in statements if sid.startswith("UseTheKeysForThisSecretOnly")}
+    assert set(statements) - key_statements == {
         "RotateThisSecret",
-        "UseTheKeyForThisSecretOnly",
         "WriteItsOwnLog",
         "SendFailedInvocationsToItsQueue",
         "WriteTraces",
     }
+    # The same key use as the read policy's decrypt statements (one per region), plus encrypt.
+    read_statements = [s for s in policy_document(stack, "/read_policy/document") if s["sid"].startswith("Decrypt")]
+    assert len(key_statements) == len(read_statements) == (2 if env == "prod" else 1)
+    for index, read in enumerate(read_statements):
+        rotate = statements[f"UseTheKeysForThisSecretOnly{index}"]
+        assert rotate["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert (rotate["resources"], rotate["condition"]) == (read["resources"], read["condition"])
     (trust,) = policy_document(stack, "/rotation/trust")
     assert trust["principals"] == [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}]
 

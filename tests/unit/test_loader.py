@@ -184,15 +184,17 @@ def test_refresh_checks_describe_at_most_once_per_interval_and_fetches_only_on_c
     settings = LoaderSettings(secret_arn=arn, region=REGION, refresh_jitter=0.0)
     loader = ApiKeyLoader(settings, client=secrets, clock=clock)
     loader.load()
-    assert calls == ["GetSecretValue"]
+    # AWSCURRENT, then AWSPREVIOUS (none here): the value is younger than the grace period.
+    startup = ["GetSecretValue", "GetSecretValue"]
+    assert calls == startup
 
     for _ in range(100):  # within the interval: no calls at all
         loader.authenticate(f"Bearer {KEY_1}")
-    assert calls == ["GetSecretValue"]
+    assert calls == startup
 
     clock.now += 301  # due, but unchanged: one DescribeSecret, no fetch
     assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
-    assert calls == ["GetSecretValue", "DescribeSecret"]
+    assert calls == [*startup, "DescribeSecret"]
 
     secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_2, "c1")))  # a rotation
     calls.clear()
