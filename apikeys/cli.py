@@ -28,7 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from apikeys.keyset import ApiKeyParseError, KeySet, new_key, parse_api_keys, parse_secret_string
-from apikeys.loader import BOTO_CONFIG, LoaderSettings
+from apikeys.loader import BOTO_CONFIG, LoaderSettings, version_with_label
 from apikeys.rotation import CURRENT, PENDING
 
 if TYPE_CHECKING:
@@ -202,8 +202,8 @@ def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str
         if pending
         else ("INFO", "rotation in progress", "none")
     )
-    previous = [version for version, labels in stages.items() if "AWSPREVIOUS" in labels]
-    if not previous or not last:
+    previous = version_with_label(stages, "AWSPREVIOUS")
+    if previous is None or not last:
         rows.append(("INFO", "previous keys", "none"))
     else:
         until = last.astimezone(UTC) + grace
@@ -212,7 +212,7 @@ def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str
             (
                 "INFO",
                 "previous keys",
-                f"version {previous[0]}: {state} (grace {grace}, until about {until:%Y-%m-%d %H:%M} UTC plus each "
+                f"version {previous}: {state} (grace {grace}, until about {until:%Y-%m-%d %H:%M} UTC plus each "
                 "service's refresh interval)",
             )
         )

@@ -25,7 +25,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ __all__ = [
     "SecretReadError",
     "ensure_json_logging",
     "log_event",
+    "version_with_label",
 ]
 
 LOGGER = logging.getLogger("apikeys")
@@ -82,6 +83,11 @@ class JsonLineFormatter(logging.Formatter):
         line: dict[str, Any] = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
         line.update(getattr(record, "fields", {}))
         return json.dumps(line, sort_keys=True)
+
+
+def version_with_label(stages: Mapping[str, Sequence[str]], label: str) -> str | None:
+    """The version carrying a staging label, from DescribeSecret's `VersionIdsToStages`."""
+    return next((version for version, labels in stages.items() if label in labels), None)
 
 
 def log_event(level: int, event: Event, message: str, **fields: object) -> None:
@@ -274,7 +280,7 @@ class ApiKeyLoader:
             self._schedule_next_check()  # one caller refreshes; the others go on with the current keys
         try:
             stages = self._secrets_client().describe_secret(SecretId=arn).get("VersionIdsToStages", {})
-            current = next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
+            current = version_with_label(stages, "AWSCURRENT")
             if current is None or current == self._version:
                 return
             keys, version, _ = self._fetch(arn)

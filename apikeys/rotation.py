@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from apikeys.events import Event
 from apikeys.keyset import ApiKeyParseError, format_api_keys, new_key, parse_secret_string
-from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event
+from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event, version_with_label
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -96,7 +96,7 @@ def check_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
 
 def finish_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     stages = client.describe_secret(SecretId=arn)["VersionIdsToStages"]
-    current = next((version for version, labels in stages.items() if CURRENT in labels), None)
+    current = version_with_label(stages, CURRENT)
     if current is None:
         raise RotationError(f"{arn}: no version is AWSCURRENT")
     client.update_secret_version_stage(

@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
-from apikeys.rotation import STEPS, rotate
 from scripts import local_aws, stackctl
 
 ENV = "dev"
@@ -131,8 +130,7 @@ def rotate_and_check(url: str, region: str, secret_arn: str, env: dict[str, str]
     if server is None:
         raise RuntimeError("local AWS is not running")
     secretsmanager = server.session(region).client("secretsmanager", endpoint_url=server.endpoint_url)
-    for rotation_step in STEPS:  # what Lambda does when Secrets Manager invokes the function
-        rotate(secretsmanager, {"Step": rotation_step, "SecretId": secret_arn, "ClientRequestToken": token})
+    local_aws.run_rotation_function(secretsmanager, secret_arn, token)
     value = json.loads(secretsmanager.get_secret_value(SecretId=secret_arn)["SecretString"])
     new_key = next(entry.split(":")[0] for entry in value["apiKeys"].split(",") if ":demo-client-1:" in entry)
     time.sleep(3)  # the service's refresh interval is 1 s here (300 s by default)

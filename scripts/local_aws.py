@@ -25,10 +25,26 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 
-__all__ = ["LocalAws", "free_port", "local_aws", "recorded", "start", "start_recorded", "stop", "stop_recorded"]
+from apikeys.rotation import STEPS, rotate
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = [
+    "LocalAws",
+    "free_port",
+    "local_aws",
+    "recorded",
+    "run_rotation_function",
+    "start",
+    "start_recorded",
+    "stop",
+    "stop_recorded",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = PROJECT_ROOT / ".tooling" / "local-aws.json"
@@ -95,6 +111,13 @@ _REAL_IDENTITY = frozenset(
 # Servers this process started, so stop() can reap them (a server started by
 # `python -m scripts.local_aws start` outlives that process and is stopped by PID).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def run_rotation_function(client: SecretsManagerClient, secret_arn: str, token: str) -> None:
+    """What Lambda does when Secrets Manager invokes the rotation function: `apikeys.rotation`
+    once per step, with the same events. Local AWS (moto) cannot run a Lambda without Docker."""
+    for step in STEPS:
+        rotate(client, {"Step": step, "SecretId": secret_arn, "ClientRequestToken": token})
 
 
 def free_port() -> int:

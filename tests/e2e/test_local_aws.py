@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from apikeys.rotation import STEPS, rotate
 from scripts import demo, stackctl
-from scripts.local_aws import free_port
+from scripts.local_aws import free_port, run_rotation_function
 from tests.conftest import run_captured, run_main
 from tests.e2e.conftest import LocalDeployment, make_log_group, make_task_roles
 from tests.infra.test_stacks import ALL_ENVS
@@ -157,8 +156,7 @@ def test_terraform_does_not_fight_rotation(local: LocalDeployment, dev: dict[str
     secretsmanager.put_secret_value(SecretId=arn, SecretString=value)
     for _ in range(2):  # the second rotation takes every label off the first value
         token = secretsmanager.rotate_secret(SecretId=arn)["VersionId"]
-        for step in STEPS:  # what the deployed function does when Secrets Manager invokes it
-            rotate(secretsmanager, {"Step": step, "SecretId": arn, "ClientRequestToken": token})
+        run_rotation_function(secretsmanager, arn, token)  # what the deployed function does
         assert secretsmanager.describe_secret(SecretId=arn)["VersionIdsToStages"][token] == ["AWSCURRENT"]
     result = replan(local, "dev")
     assert result.returncode == 0, result.stdout[-3000:]

@@ -28,7 +28,7 @@ from apikeys.keyset import parse_secret_string
 from apikeys.loader import ApiKeyLoader, JsonLineFormatter, LoaderSettings
 from apikeys.rotation import STEPS, RotationError, rotate
 from scripts.demo import http_status, start_service
-from scripts.local_aws import LocalAws, free_port, local_aws
+from scripts.local_aws import LocalAws, free_port, local_aws, run_rotation_function
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -89,8 +89,7 @@ class SecretsManagerStandIn:
 
     def rotate_fully(self) -> str:
         token = self.start()
-        for step in ALL_STEPS:
-            self.invoke(step, token)
+        run_rotation_function(self.client, self.arn, token)
         return token
 
     def stages(self) -> dict[str, list[str]]:
@@ -372,8 +371,7 @@ def test_apikeys_rotate_starts_a_rotation_and_verify_shows_it(
     assert cli_main(["rotate", *target]) == 1  # one rotation at a time
     assert "a rotation is already in progress" in capsys.readouterr().err
 
-    for step in ALL_STEPS:  # what the rotation function does, invoked by Secrets Manager
-        standin.invoke(step, token)
+    run_rotation_function(standin.client, standin.arn, token)  # the rotation function, invoked by Secrets Manager
     assert_rotated(standin, token, standin.original)
     rows = verify(target, capsys)
     assert rows["rotation"][1].startswith("every 30 days, last ")
