@@ -24,7 +24,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test lint clean local-up local-down plan deploy destroy outputs demo scan bench
+.PHONY: help setup synth validate test lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ lint: setup ## ruff, mypy --strict, terraform fmt
 
 local-up: setup ## Start local AWS (moto on a free 127.0.0.1 port)
 	$(PY) -m scripts.local_aws start >/dev/null
+
+authz: synth ## The authorization matrix for ENV (deployed to a private local AWS, decided by an IAM evaluator)
+	$(PY) -m scripts.authz --env $(ENV)
+
+local-prereqs: setup ## Create in local AWS the roles and log group ENV's file expects to exist (then make deploy ENV=...)
+	$(PY) -m scripts.stackctl --env $(ENV) --target local prereqs
 
 local-down: setup ## Stop local AWS and forget its local state
 	$(PY) -m scripts.local_aws stop

@@ -157,8 +157,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         secret.get("KmsKeyId", "aws/secretsmanager"),
     )
     if secret.get("KmsKeyId"):
-        rotation = client("kms", target.region).get_key_rotation_status(KeyId=secret["KmsKeyId"])["KeyRotationEnabled"]
-        check("KMS key rotation on", rotation, "enabled" if rotation else "disabled")
+        try:
+            rotation = client("kms", target.region).get_key_rotation_status(KeyId=secret["KmsKeyId"])[
+                "KeyRotationEnabled"
+            ]
+            check("KMS key rotation on", rotation, "enabled" if rotation else "disabled")
+        except (ClientError, BotoCoreError) as error:
+            code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+            reason = code or type(error).__name__
+            check(
+                "KMS key rotation on",
+                False,
+                f"cannot read the key's rotation status: {reason} (the key policy lets the env's plan and operator "
+                "roles read key metadata: run verify as an access.operator_roles role)",
+            )
+    for replica in secret.get("ReplicationStatus", []):
+        status = replica.get("Status", "unknown")
+        # A replica that is not InSync serves stale keys in its region (e.g. the writer lacks
+        # kms:Encrypt on the replica region's key).
+        detail = f"{replica.get('Region')}: {status}" + (
+            f" ({replica['StatusMessage']})" if status != "InSync" and replica.get("StatusMessage") else ""
+        )
+        check("replica in sync", status == "InSync", detail)
     policy_arn = target.outputs.get("read_policy_arn")
     if policy_arn:
         roles = client("iam", target.region).list_entities_for_policy(PolicyArn=policy_arn, EntityFilter="Role")[

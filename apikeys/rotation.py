@@ -8,7 +8,12 @@ is the `ClientRequestToken`) and then invokes this function once per step:
 - setSecret: nothing to do. These are inbound keys: no database or third party holds a copy
   to update; our own services read the secret and pick the new keys up on their refresh.
 - testSecret: the pending value parses with the loader's own parser, keeps every client and
-  shares no key with AWSCURRENT (or, in Secrets Manager's configuration test, is a copy of it).
+  shares no key with AWSCURRENT. Secrets Manager also runs this step alone, to test the
+  configuration, when rotation is set up without rotating at once (RotateImmediately=false):
+  it creates an AWSPENDING version and removes it afterwards. That test passes when the
+  pending version holds no value or a copy of AWSCURRENT, or when the secret has no value
+  yet (a new environment, before `apikeys migrate`); a real rotation cannot reach this step
+  in those states, because createSecret writes a new value and refuses an empty secret.
 - finishSecret: AWSCURRENT moves to the token (Secrets Manager moves AWSPREVIOUS to the old
   version, whose keys the loader keeps accepting for its grace period), then AWSPENDING is
   removed so no label is left dangling.
@@ -73,18 +78,22 @@ def set_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
 
 def check_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     """The testSecret step."""
-    pending_value = client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)["SecretString"]
+    try:
+        current_value = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
+    except client.exceptions.ResourceNotFoundException:
+        current_value = None
+    try:
+        pending_value = client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)["SecretString"]
+    except client.exceptions.ResourceNotFoundException:
+        pending_value = None
+    if current_value is None or pending_value is None or pending_value == current_value:
+        # Secrets Manager's configuration test (see the module docstring): no new keys to compare.
+        _step_done("testSecret", token, configuration_test=True)
+        return
     try:
         pending = parse_secret_string(pending_value)
     except ApiKeyParseError as error:
         raise RotationError(f"{arn}: the pending version {token} does not parse: {error}") from None
-    current_value = client.get_secret_value(SecretId=arn, VersionStage=CURRENT)["SecretString"]
-    if pending_value == current_value:
-        # RotateSecret with RotateImmediately=false (how the stack schedules rotation) tests
-        # the configuration: Secrets Manager stages a copy of AWSCURRENT and runs only this
-        # step. The copy parses; there are no new keys to compare.
-        _step_done("testSecret", token, key_count=len(pending), configuration_test=True)
-        return
     current = parse_secret_string(current_value)
     if set(pending.clients) != set(current.clients):
         raise RotationError(f"{arn}: the pending version {token} does not keep the same clients as AWSCURRENT")

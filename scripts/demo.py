@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
-from scripts import local_aws, stackctl
+from scripts import access, local_aws, stackctl
 
 ENV = "dev"
 DEMO_CLIENTS = (("demo-client-1", "Demo Client One"), ("demo-client-2", "Demo Client Two"))
@@ -80,14 +80,25 @@ def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def run_demo() -> dict[str, str]:
-    step("start local AWS", local_aws.start_recorded)
+    server = step("start local AWS", local_aws.start_recorded)
     service: subprocess.Popen[bytes] | None = None
     try:
+        config = access.environment_config(ENV)
+        step(
+            f"create the roles {ENV} expects (its deploy, plan and operator roles)",
+            lambda: access.create_local_prerequisites(config, server),
+        )
         env = step("point Terraform at local AWS", lambda: stackctl.target_environment(ENV, "local"))
         step(f"cdktf deploy {ENV}", lambda: stackctl.deploy(ENV, env, auto_approve=True))
         outputs = step("read stack outputs", lambda: stackctl.outputs(ENV, env))
         region = outputs["secret_arn"].split(":")[3]
-        app_env = {**env, "AWS_REGION": region}
+        # apikeys runs as the env's operator, as a person would.
+        app_env = access.assume_locally(
+            config,
+            server,
+            {**env, "AWS_REGION": region},
+            role=(config.access.operator_roles or config.access.apply_roles)[0],
+        )
         keys = [f"demo_{secrets.token_urlsafe(32)}" for _ in DEMO_CLIENTS]
         api_keys = ",".join(
             f"{key}:{client_id}:{name}" for key, (client_id, name) in zip(keys, DEMO_CLIENTS, strict=True)

@@ -6,27 +6,58 @@
   it invokes the function: it attaches AWSPENDING to a new, empty version and returns its
   id, keeping the configured function and schedule (moto forgets them when the call omits
   them). The invocation itself is left to the caller (moto can only run a Lambda in Docker):
-  the tests invoke `apikeys.rotation` with the same events. RotateImmediately=false (how
-  the stack configures rotation) only records the schedule. A second RotateSecret while a
+  the tests invoke `apikeys.rotation` with the same events. A second RotateSecret while a
   rotation is pending is refused, as Secrets Manager does.
+- RotateSecret with RotateImmediately=false (how the stack configures rotation) tests the
+  configuration as Secrets Manager documents it: it creates an AWSPENDING version, runs the
+  function's testSecret step, then removes the version. The function's deployed code runs
+  here, in a Python subprocess calling back into this server (the Lambda runtime's part); a
+  function that is not deployed, or whose step fails, fails RotateSecret with its reason.
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
   when no stage is named (moto kept returning the old one).
-- A Lambda function keeps its DeadLetterConfig (moto drops it, so every plan of a stack
-  with the rotation function would show the queue being attached again).
+- With CREDLINK_RECORD_CALLS=<path> in its environment, the server appends one JSON line per
+  request to <path>: {"access_key", "service", "region", "operation", "status"}, the access key
+  id and scope from the SigV4 credential and the API operation's name (X-Amz-Target, Action,
+  or for REST services the method and path matched against the botocore model, as moto
+  routes them). Nothing else of a request is kept: secret values pass through this server.
+  Tests derive the IAM permissions a caller needs from it; a request that matches no
+  operation is kept as "UNMAPPED <METHOD> <path with its names elided>", never dropped.
 
 Run by `scripts.local_aws`; takes moto's own arguments (-H 127.0.0.1 -p PORT).
 """
 
 from __future__ import annotations
 
+import functools
+import io
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
+from wsgiref.types import StartResponse
 
+import moto.server
+from botocore.exceptions import DataNotFoundError
 from moto.awslambda import models as lambda_models
+from moto.core.request import Request
+from moto.core.routing import ProtocolRouter, get_router_class
+from moto.core.utils import get_service_model
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.secretsmanager import models
 from moto.secretsmanager.exceptions import InvalidRequestException, SecretNotFoundException
 from moto.server import main
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RoutingException
 
 _create_replicas = models.FakeSecret.create_replicas
 
@@ -73,13 +104,72 @@ def _rotate_secret_as_secrets_manager_does(
     now = int(time.time())
     if secret.rotation_enabled:
         secret.next_rotation_date = now + secret.auto_rotate_after_days * 86400
-    if not rotate_immediately or not secret.versions:
+    if not rotate_immediately:
+        _test_the_configuration(self, secret, function_arn)
+        return secret.to_short_dict(include_version_id=False)
+    if not secret.versions:
         return secret.to_short_dict(include_version_id=False)
     token = client_request_token or str(uuid.uuid4())
     secret.remove_version_stages_from_old_versions(["AWSPENDING"])  # e.g. left on AWSCURRENT by a finished rotation
     secret.versions[token] = {"createdate": now, "version_id": token, "version_stages": ["AWSPENDING"]}
     secret.last_rotation_date = now
     return secret.to_short_dict(version_id=token)
+
+
+# Where this server listens (from -H/-p), for the function's code to call back.
+_ENDPOINT: dict[str, str] = {}
+
+
+def _test_the_configuration(
+    backend: models.SecretsManagerBackend, secret: models.FakeSecret, function_arn: str
+) -> None:
+    token = str(uuid.uuid4())
+    secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
+    try:
+        _invoke_step(backend, function_arn, {"Step": "testSecret", "SecretId": secret.arn, "ClientRequestToken": token})
+    finally:
+        secret.versions.pop(token, None)
+
+
+def _invoke_step(backend: models.SecretsManagerBackend, function_arn: str, event: dict[str, str]) -> None:
+    """Run one step of the deployed rotation function, as Lambda would (synchronously)."""
+    region = function_arn.split(":")[3]
+    try:
+        function = lambda_models.lambda_backends[backend.account_id][region].get_function(function_arn)
+    except Exception:  # moto's UnknownFunctionException and friends
+        raise InvalidRequestException(f"The rotation function {function_arn} does not exist.") from None
+    with tempfile.TemporaryDirectory() as scratch:
+        package = Path(scratch) / "function.zip"
+        package.write_bytes(function.code_bytes)
+        module, _, name = str(function.handler).rpartition(".")
+        result = subprocess.run(  # noqa: S603 (fixed interpreter; the code is the function's own)
+            [sys.executable, "-c", _RUN_HANDLER, str(package), module, name, json.dumps(event)],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "AWS_ENDPOINT_URL": _ENDPOINT.get("url", ""),
+                "AWS_ACCESS_KEY_ID": "testing-local-only",
+                "AWS_SECRET_ACCESS_KEY": "testing-local-only",
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidRequestException(f"The rotation function failed the {event['Step']} step: {last}")
+
+
+# Only the function's own package on the path, as in Lambda (boto3 comes from the runtime).
+_RUN_HANDLER = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(json.loads(sys.argv[4]), None)
+"""
 
 
 _update_secret_version_stage = models.SecretsManagerBackend.update_secret_version_stage
@@ -99,42 +189,178 @@ def _update_stage_moving_the_default(
     return result
 
 
-_DEAD_LETTERS = "credlink_dead_letter_config"
-_function_init = lambda_models.LambdaFunction.__init__
-_function_configuration = lambda_models.LambdaFunction.get_configuration
-_function_update = lambda_models.LambdaFunction.update_configuration
-
-
-def _function_init_keeping_dead_letters(
-    self: lambda_models.LambdaFunction, account_id: str, spec: dict[str, Any], region: str, version: str | int = 1
-) -> None:
-    _function_init(self, account_id, spec, region, version)
-    setattr(self, _DEAD_LETTERS, spec.get("DeadLetterConfig"))
-
-
-def _function_configuration_with_dead_letters(
-    self: lambda_models.LambdaFunction, on_create: bool = False
-) -> dict[str, Any]:
-    configuration = _function_configuration(self, on_create)
-    if getattr(self, _DEAD_LETTERS, None):
-        configuration["DeadLetterConfig"] = getattr(self, _DEAD_LETTERS)
-    return configuration
-
-
-def _function_update_keeping_dead_letters(
-    self: lambda_models.LambdaFunction, config_updates: dict[str, Any]
-) -> dict[str, Any]:
-    if "DeadLetterConfig" in config_updates:
-        setattr(self, _DEAD_LETTERS, config_updates["DeadLetterConfig"])
-    return _function_update(self, config_updates)
-
-
-lambda_models.LambdaFunction.__init__ = _function_init_keeping_dead_letters  # type: ignore[method-assign]
-lambda_models.LambdaFunction.get_configuration = _function_configuration_with_dead_letters  # type: ignore[method-assign]
-lambda_models.LambdaFunction.update_configuration = _function_update_keeping_dead_letters  # type: ignore[method-assign]
 models.FakeSecret.create_replicas = _create_replicas_keeping_their_keys  # type: ignore[method-assign]
 models.SecretsManagerBackend.rotate_secret = _rotate_secret_as_secrets_manager_does  # type: ignore[method-assign]
 models.SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_the_default  # type: ignore[method-assign]
 
+
+RECORD_CALLS = "CREDLINK_RECORD_CALLS"
+
+# Credential=AKID/20250101/us-east-1/secretsmanager/aws4_request (SigV4a scopes have no region).
+_CREDENTIAL = re.compile(
+    r"Credential=(?P<access_key>[^/,\s]+)/\d{8}/(?:(?P<region>[^/,\s]+)/)?(?P<service>[^/,\s]+)/aws4_request"
+)
+# https://smithy.io/2.0/additional-specs/protocols/smithy-rpc-v2.html: the target is in the path.
+_RPC_V2_PATH = re.compile(r"/service/[^/]+/operation/(?P<operation>[^/]+)")
+# API versions in REST paths (/2015-03-31/functions/...) say which operation, never whose resource.
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _query_parameter(query: str, name: str) -> str | None:
+    """One parameter's value, without decoding the others (they can be secret values)."""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote_plus(key) == name:
+            return unquote_plus(value)
+    return None
+
+
+def _credential_scope(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(access key id, region, signing name) of a SigV4 request, header-signed or presigned."""
+    credential = environ.get("HTTP_AUTHORIZATION", "")
+    if not credential:
+        presigned = _query_parameter(environ.get("QUERY_STRING", ""), "X-Amz-Credential")
+        credential = f"Credential={presigned}" if presigned else ""
+    match = _CREDENTIAL.search(credential)
+    if match is None:
+        return "", "", ""
+    return match["access_key"], match["region"] or "", match["service"].lower()
+
+
+@functools.cache
+def _rest_model(signing_name: str) -> tuple[ProtocolRouter, frozenset[str]] | None:
+    """The router moto itself dispatches a REST service's requests with (its rules are the
+    botocore model's HTTP bindings), and the literal path segments of that model."""
+    try:
+        model = get_service_model(signing_name)
+    except DataNotFoundError:
+        return None
+    router_class = get_router_class(model.service_name, model.protocol)
+    if model.protocol not in ("rest-json", "rest-xml") or router_class is None:
+        return None
+    literals = frozenset(
+        segment
+        for name in model.operation_names
+        for segment in model.operation_model(name).http_trait.path.split("/")
+        if segment and "{" not in segment
+    )
+    return router_class(model), literals
+
+
+def _rest_operation(router: ProtocolRouter, environ: dict[str, Any]) -> str | None:
+    # shallow: matching reads the method, path, query and headers; reading the body would raise.
+    request = Request(environ, populate_request=False, shallow=True)
+    try:
+        operation, _ = router.match(request)
+    except (HTTPException, RoutingException, NotImplementedError):
+        return None
+    return str(operation.name)
+
+
+def _form_action(environ: dict[str, Any]) -> str | None:
+    """The Action of a query-protocol request sent as a form; the body is put back for moto."""
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0:
+        return None
+    body: bytes = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return _query_parameter(body.decode("latin-1"), "Action")
+
+
+def _elided(environ: dict[str, Any], literals: frozenset[str]) -> str:
+    """Method, path and query parameter names, with every name or id in the path replaced."""
+    path = "/".join(
+        segment if not segment or segment in literals or _API_VERSION.fullmatch(segment) else "{id}"
+        for segment in environ.get("PATH_INFO", "/").split("/")
+    )
+    names = dict.fromkeys(
+        unquote_plus(pair.partition("=")[0]) for pair in environ.get("QUERY_STRING", "").split("&") if pair
+    )
+    query = f"?{'&'.join(names)}" if names else ""
+    return f"{environ.get('REQUEST_METHOD', '')} {path}{query}"
+
+
+def _operation(environ: dict[str, Any], service: str) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # JSON protocols: secretsmanager.DescribeSecret, TrentService.GetKeyPolicy, ...
+        return str(target.rpartition(".")[2])
+    if environ.get("HTTP_SMITHY_PROTOCOL"):
+        rpc = _RPC_V2_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if rpc is not None:
+            return rpc["operation"]
+    rest = _rest_model(service) if service else None
+    if rest is not None:
+        router, literals = rest
+        return _rest_operation(router, environ) or f"UNMAPPED {_elided(environ, literals)}"
+    action = _query_parameter(environ.get("QUERY_STRING", ""), "Action") or _form_action(environ)
+    return action or f"UNMAPPED {_elided(environ, frozenset())}"
+
+
+def _call(environ: dict[str, Any]) -> dict[str, Any]:
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/moto-api"):  # moto's own control API (e.g. the readiness probe), not AWS's
+        access_key, region, service, operation = "", "", "moto-api", f"{environ.get('REQUEST_METHOD', '')} {path}"
+    else:
+        access_key, region, service = _credential_scope(environ)
+        operation = _operation(environ, service)
+    return {"access_key": access_key, "service": service, "region": region, "operation": operation}
+
+
+class _CallLog:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        path.open("a", encoding="utf-8").close()  # an unwritable path stops the server at once
+
+    def append(self, call: dict[str, Any]) -> None:
+        line = json.dumps(call) + "\n"
+        # Opened per line, so a test may move the file aside between phases (plan, apply, destroy).
+        with self._lock, self._path.open("a", encoding="utf-8") as log:
+            log.write(line)
+            log.flush()
+
+
+class _RecordingDispatcher(DomainDispatcherApplication):
+    log: _CallLog
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        call = _call(environ)  # before moto reads the request: a form body is read here first
+        statuses: list[int] = []
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            statuses.append(int(status.split(" ", 1)[0]))
+            return start_response(status, headers, exc_info)
+
+        try:
+            response: Iterable[bytes] = super().__call__(environ, recording_start_response)
+        finally:
+            # No status means moto raised: the server answers 500.
+            self.log.append({**call, "status": statuses[-1] if statuses else 500})
+        return response
+
+
+def _record_calls(path: str) -> None:
+    _RecordingDispatcher.log = _CallLog(Path(path))
+    moto.server.DomainDispatcherApplication = _RecordingDispatcher  # type: ignore[attr-defined]
+
+
+def _remember_endpoint(argv: list[str]) -> None:
+    host, port = "127.0.0.1", "5000"
+    for flag, value in itertools.pairwise(argv):
+        if flag in ("-H", "--host"):
+            host = value
+        elif flag in ("-p", "--port"):
+            port = value
+    _ENDPOINT["url"] = f"http://{host}:{port}"
+
+
 if __name__ == "__main__":
+    _remember_endpoint(sys.argv)
+    if os.environ.get(RECORD_CALLS):
+        _record_calls(os.environ[RECORD_CALLS])
     main()

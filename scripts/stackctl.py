@@ -4,12 +4,17 @@
     python -m scripts.stackctl deploy  --env dev [--target local|aws] [--auto-approve]
     python -m scripts.stackctl destroy --env dev [--target local|aws] [--auto-approve]
     python -m scripts.stackctl outputs --env dev [--target local|aws]
+    python -m scripts.stackctl prereqs --env dev             # local AWS only
 
 `--target local` (the default) points Terraform at the endpoint `scripts.local_aws` started,
-through environment variables only; state for local runs is kept apart, under
-`.tooling/local-aws/`, so it can never be confused with real state. `--target aws` uses the
-caller's own credentials and prints the account it is about to change before it does.
-The synthesized Terraform is the same for both.
+through environment variables only, acting as the env's own plan role (plan) or apply role
+(everything else); state for local runs is kept apart, under `.tooling/local-aws/`, so it
+can never be confused with real state. `--target aws` uses the caller's own credentials and
+prints the account and principal it is about to act as before it does.
+Either way, before Terraform runs, every role the env file names must exist and the caller
+must be one that may manage (or, to plan, read) the keys (`scripts.access.preflight`).
+`prereqs` creates in local AWS the roles and log group the env file expects to exist.
+The synthesized Terraform is the same for both targets.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType
 
+from scripts.access import AccessError, assume_locally, create_local_prerequisites, environment_config, preflight
 from scripts.local_aws import LocalAws, recorded
+from stacks.config import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,24 +93,32 @@ def _ensure_bucket(bucket: str, region: str, server: LocalAws) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
-def announce_real_account() -> None:
-    """Say which account (and who) is about to be changed, before anything runs."""
+def target_environment(env: str, target: str, *, plan_only: bool = False) -> dict[str, str]:
+    """The environment Terraform runs with, after the preflight checks passed."""
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    try:
-        identity = boto3.client("sts").get_caller_identity()
-    except (BotoCoreError, ClientError) as error:
-        raise StackError(f"TARGET=aws: cannot find AWS credentials or call STS ({type(error).__name__})") from None
-    print(f"TARGET=aws: account {identity['Account']} as {identity['Arn']}", file=sys.stderr)
-
-
-def target_environment(env: str, target: str) -> dict[str, str]:
+    config = environment_config(env)
     base = {**os.environ, "CHECKPOINT_DISABLE": "1"}
     if target == "local":
-        return local_environment(env, running_local_aws(), base)
-    announce_real_account()
-    return base
+        server = running_local_aws()
+        variables = assume_locally(config, server, local_environment(env, server, base), plan_only=plan_only)
+        session = boto3.Session(
+            aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=variables["AWS_SESSION_TOKEN"],
+            region_name=config.region,
+        )
+        endpoint: dict[str, Any] = {"endpoint_url": server.endpoint_url}
+    else:
+        variables, session, endpoint = base, boto3.Session(region_name=config.region), {}
+    try:
+        caller = preflight(config, session.client("iam", **endpoint), session.client("sts", **endpoint))
+    except (BotoCoreError, ClientError) as error:
+        raise StackError(
+            f"TARGET={target}: cannot find AWS credentials or call IAM/STS ({type(error).__name__})"
+        ) from None
+    print(f"TARGET={target}: account {caller.split(':')[4]} as {caller}", file=sys.stderr)
+    return variables
 
 
 def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, step: str) -> None:
@@ -175,18 +192,28 @@ def outputs(env_name: str, env: Mapping[str, str]) -> dict[str, str]:
     values = json.loads(terraform_stdout(env_name, "output", "-json", env=env, step=f"terraform output ({env_name})"))
     if not values:
         raise StackError(f"stack {env_name} has no outputs: is it deployed?")
-    return {name: str(value["value"]) for name, value in values.items()}
+    # Maps (replica_secret_arns) stay JSON, as `cdktf deploy --outputs-file` writes them.
+    return {
+        name: value["value"] if isinstance(value["value"], str) else json.dumps(value["value"])
+        for name, value in values.items()
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackctl", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["plan", "deploy", "destroy", "outputs"])
+    parser.add_argument("action", choices=["plan", "deploy", "destroy", "outputs", "prereqs"])
     parser.add_argument("--env", required=True)
     parser.add_argument("--target", choices=["local", "aws"], default="local")
     parser.add_argument("--auto-approve", action="store_true")
     args = parser.parse_args(argv)
     try:
-        env = target_environment(args.env, args.target)
+        if args.action == "prereqs":
+            if args.target != "local":
+                raise StackError("prereqs creates roles in local AWS only: on AWS, create them with your IAM tooling")
+            created = create_local_prerequisites(environment_config(args.env), running_local_aws())
+            print(f"local AWS: {', '.join(created) or 'nothing to create'}", file=sys.stderr)
+            return 0
+        env = target_environment(args.env, args.target, plan_only=args.action == "plan")
         auto_approve = args.auto_approve or args.target == "local"
         if args.action == "plan":
             print(f"plan written to {plan(args.env, env).relative_to(PROJECT_ROOT)}", file=sys.stderr)
@@ -196,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             destroy(args.env, env, auto_approve=auto_approve)
         else:
             print(json.dumps(outputs(args.env, env), indent=2))
-    except StackError as error:
+    except (StackError, AccessError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -15,6 +15,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_log_metric_filter import CloudwatchLogM
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocument
+from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
 from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
@@ -29,7 +30,6 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
-from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 
 __all__ = [
     "AwsProvider",
@@ -38,6 +38,7 @@ __all__ = [
     "CloudwatchMetricAlarm",
     "DataAwsCallerIdentity",
     "DataAwsIamPolicyDocument",
+    "DataAwsIamRole",
     "DataAwsIamSessionContext",
     "DataAwsPartition",
     "IamPolicy",
@@ -51,5 +52,4 @@ __all__ = [
     "SnsTopic",
     "SnsTopicPolicy",
     "SnsTopicSubscription",
-    "SqsQueue",
 ]

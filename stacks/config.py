@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "AccessConfig",
     "BackendConfig",
     "ConfigError",
     "EnvironmentConfig",
@@ -44,8 +46,13 @@ _REGION_PATTERN = re.compile(
 
 Region = Annotated[str, StringConstraints(strict=True)]
 Name = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
-# IAM role names: letters, digits and +=,.@_- up to 64 characters.
-RoleName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9+=,.@_-]{1,64}$")]
+# A role in the environment's account: its name (letters, digits and +=,.@_-, up to 64
+# characters; looked up at plan time, so a role under a path is found too) or its full ARN
+# (`arn:aws:iam::<account>:role/<path/><name>`, as `aws:PrincipalArn` carries it).
+_ROLE_NAME = r"[A-Za-z0-9+=,.@_-]{1,64}"
+_ROLE_ARN = rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/(?:[!-~]{{1,510}}/)?{_ROLE_NAME}"
+Role = Annotated[str, StringConstraints(strict=True, pattern=rf"^(?:{_ROLE_NAME}|{_ROLE_ARN})$")]
+Roles = Annotated[tuple[Role, ...], Field(strict=False)]
 LogGroupName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_/.#-]{1,512}$")]
 TagKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
@@ -65,21 +72,55 @@ def _check_region(value: str) -> str:
     return value
 
 
+def role_name(role: str) -> str:
+    """The role's name, whether `role` is a name or an ARN (the last part of its path)."""
+    return role.rsplit("/", 1)[-1]
+
+
+def _unique_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
+    names = [role_name(role) for role in roles]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate role(s): {', '.join(duplicates)}")
+    return roles
+
+
 class ServiceConfig(_Model):
     """The service whose tasks read the keys."""
 
-    task_role_names: tuple[RoleName, ...] = Field(min_length=1, strict=False)
+    task_roles: Roles = Field(min_length=1)
     log_group_name: LogGroupName
     create_demo_resources: bool = False
-    """Create the task role(s) and log group here, so the environment stands alone (dev)."""
+    """Create the task role(s) and log group here, so the environment stands alone (dev).
+    The task roles must then be plain names."""
 
-    @field_validator("task_role_names")
-    @classmethod
-    def _unique_roles(cls, roles: tuple[str, ...]) -> tuple[str, ...]:
-        duplicates = sorted({role for role in roles if roles.count(role) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate role name(s): {', '.join(duplicates)}")
-        return roles
+    _unique = field_validator("task_roles")(_unique_roles)
+
+    @model_validator(mode="after")
+    def _demo_roles_are_names(self) -> ServiceConfig:
+        if self.create_demo_resources and any(role != role_name(role) for role in self.task_roles):
+            raise ValueError("task_roles: with create_demo_resources the roles are created here: give names, not ARNs")
+        return self
+
+
+class AccessConfig(_Model):
+    """The people and pipelines that deploy and operate the environment, by role.
+
+    Nobody else administers the keys or reads the value: the key policies and the secret's
+    resource policy name exactly these roles (besides the service's task roles, the rotation
+    function's role and the account's root user, which keeps break-glass administration).
+    """
+
+    apply_roles: Roles = Field(min_length=1)
+    """Run `terraform apply`: administer the keys; read the value only while Terraform writes it."""
+    plan_roles: Roles = ()
+    """Run `terraform plan`: read-only, including the keys' metadata; never the value."""
+    key_admin_roles: Roles = ()
+    """Administer the keys (policy, rotation, deletion); no use of the keys, no value."""
+    operator_roles: Roles = ()
+    """Run `apikeys` (migrate, verify, rotate): read and write the value, start rotations."""
+
+    _unique = field_validator("apply_roles", "plan_roles", "key_admin_roles", "operator_roles")(_unique_roles)
 
 
 class RotationConfig(_Model):
@@ -115,8 +156,7 @@ class EnvironmentConfig(_Model):
     replica_regions: tuple[Region, ...] = Field(default=(), strict=False)
     recovery_window_days: int = Field(ge=7, le=30)
     kms_deletion_window_days: int = Field(ge=7, le=30)
-    kms_admin_role_names: tuple[RoleName, ...] = Field(default=(), strict=False)
-    """Roles that may administer the KMS key(s), besides the deploying principal and root."""
+    access: AccessConfig
     deletion_protection: bool = False
     """prevent_destroy on the key and the secret: Terraform refuses any plan that destroys them."""
     rotation: RotationConfig = RotationConfig()
@@ -124,6 +164,12 @@ class EnvironmentConfig(_Model):
     backend: BackendConfig = LocalBackendConfig()
 
     _region = field_validator("region")(_check_region)
+    _source: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        """The file this environment was read from (for messages that send the user to it)."""
+        return self._source or f"envs/{self.environment}.toml"
 
     @field_validator("replica_regions")
     @classmethod
@@ -177,9 +223,11 @@ def load_environment(path: Path) -> EnvironmentConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     try:
-        return EnvironmentConfig.model_validate(data)
+        config = EnvironmentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
+    config._source = str(path)
+    return config
 
 
 def load_environments(paths: Iterable[Path]) -> tuple[EnvironmentConfig, ...]:

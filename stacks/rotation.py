@@ -1,6 +1,6 @@
 """The rotation function: the packaged `apikeys.rotation` handler, its least-privilege role,
-dead-letter queue, encrypted log group and alarms, and the invoke permission for Secrets
-Manager on this one secret."""
+encrypted log group and alarms, and the invoke permission for Secrets Manager on this one
+secret."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from stacks.aws import (
     IamRolePolicy,
     LambdaFunction,
     LambdaPermission,
-    SqsQueue,
 )
 from stacks.demo_service import LOG_RETENTION_DAYS
 from stacks.policy import assume_role_statement
@@ -39,6 +38,9 @@ ROTATION_ACTIONS = (
 )
 
 _KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+# Each new version is replicated: Secrets Manager encrypts it with the replica region's key
+# on the writer's behalf, with kms:Encrypt.
+_REPLICA_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 
 
 class RotationFunction(Construct):
@@ -84,13 +86,6 @@ class RotationFunction(Construct):
             retention_in_days=LOG_RETENTION_DAYS,
             kms_key_id=log_group_kms_key_arn,
         )
-        self.dead_letter_queue = SqsQueue(
-            self,
-            "dead_letter_queue",
-            name=f"{function_name}-dlq",
-            sqs_managed_sse_enabled=True,
-            message_retention_seconds=14 * 24 * 3600,
-        )
         self.policy_document = DataAwsIamPolicyDocument(
             self,
             "policy_document",
@@ -103,18 +98,18 @@ class RotationFunction(Construct):
                 # Each new version is encrypted in every region it is replicated to, with that
                 # region's key, on the rotation function's behalf.
                 *(
-                    key_use_for_secret(f"UseTheKeysForThisSecretOnly{index}", _KEY_ACTIONS, secret, account)
+                    key_use_for_secret(
+                        f"UseTheKeysForThisSecretOnly{index}",
+                        _REPLICA_KEY_ACTIONS if index else _KEY_ACTIONS,
+                        secret,
+                        account,
+                    )
                     for index, secret in enumerate(secrets)
                 ),
                 {
                     "sid": "WriteItsOwnLog",
                     "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
                     "resources": [f"{self.log_group.arn}:log-stream:*"],
-                },
-                {
-                    "sid": "SendFailedInvocationsToItsQueue",
-                    "actions": ["sqs:SendMessage"],
-                    "resources": [self.dead_letter_queue.arn],
                 },
                 {
                     # X-Ray has no resource-level permissions: "*" is the only resource it accepts.
@@ -129,7 +124,9 @@ class RotationFunction(Construct):
         )
         # Reviewed checkov skips (.checkov-skips.yaml): CKV_AWS_117, no VPC (no inbound surface; it
         # calls only Secrets Manager, and these stacks own no network); CKV_AWS_272, no code
-        # signing (the package is built at synthesis from this repository's reviewed code).
+        # signing (the package is built at synthesis from this repository's reviewed code);
+        # CKV_AWS_116, no dead-letter queue (Secrets Manager invokes the function synchronously,
+        # and a DLQ serves only asynchronous invocations: failures raise the alarms below).
         self.function = LambdaFunction(
             self,
             "function",
@@ -145,7 +142,6 @@ class RotationFunction(Construct):
             # One rotation at a time: a second concurrent run of the same steps could only race the first.
             reserved_concurrent_executions=1,
             tracing_config={"mode": "Active"},
-            dead_letter_config={"target_arn": self.dead_letter_queue.arn},
             depends_on=[role_policy, self.log_group],  # its log lines go to the encrypted group from the start
         )
         self.permission = LambdaPermission(

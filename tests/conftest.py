@@ -28,8 +28,11 @@ recovery_window_days = 7
 kms_deletion_window_days = 7
 alert_emails = ["qa-alerts@example.com"]
 
+[access]
+apply_roles = ["credlink-qa-deploy"]
+
 [service]
-task_role_names = ["credlink-qa-api-task"]
+task_roles = ["credlink-qa-api-task"]
 log_group_name = "/credlink/qa/app"
 
 [backend]

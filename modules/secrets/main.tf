@@ -1,19 +1,17 @@
-data "aws_caller_identity" "current" {}
-
-data "aws_partition" "current" {}
-
 data "aws_region" "current" {}
-
-# The deploying principal as an IAM ARN (an assumed role's session resolves to its role).
-data "aws_iam_session_context" "current" {
-  arn = data.aws_caller_identity.current.arn
-}
 
 locals {
   replica_arns = [
     for replica in var.replicas :
     replace(aws_secretsmanager_secret.this.arn, ":${data.aws_region.current.name}:", ":${replica.region}:")
   ]
+
+  # The provider reads a version back (GetSecretValue) whenever it refreshes it, so the roles
+  # that run Terraform must be able to read the value exactly while Terraform manages one.
+  readers = distinct(concat(
+    var.read_principal_arns,
+    var.secret_string_version == null ? [] : var.value_writer_principal_arns,
+  ))
 }
 
 ################################################################################
@@ -58,14 +56,18 @@ resource "aws_secretsmanager_secret_policy" "this" {
         Resource  = concat([aws_secretsmanager_secret.this.arn], local.replica_arns)
         Condition = {
           StringNotEquals = {
-            "aws:PrincipalArn" = distinct(concat(var.read_principal_arns, [data.aws_iam_session_context.current.issuer_arn]))
+            "aws:PrincipalArn" = local.readers
           }
         }
       },
     ]
   })
 
-  # Secrets Manager refuses any later policy that would grant access outside the account.
+  # Secrets Manager refuses THIS policy if it grants access outside the account. It checks
+  # only this PutResourcePolicy call: a later call without the flag, or DeleteResourcePolicy,
+  # can still remove the Deny. An SCP that denies secretsmanager:PutResourcePolicy unless
+  # secretsmanager:BlockPublicPolicy is true (and DeleteResourcePolicy) makes it hold for the
+  # whole account (docs/security.md).
   block_public_policy = true
 }
 

@@ -67,12 +67,23 @@ variable "replicas" {
 ################################################################################
 
 variable "read_principal_arns" {
-  description = "IAM role ARNs allowed to read the secret value (the service's task roles, the rotation function's role). The deploying principal is always allowed; every other principal is denied."
+  description = "IAM role ARNs (path included, as aws:PrincipalArn carries them) allowed to read the secret value: the service's task roles, the rotation function's role, the operators. Every other principal is denied GetSecretValue, including the one running Terraform."
   type        = list(string)
 
   validation {
     condition     = length(var.read_principal_arns) > 0 && alltrue([for arn in var.read_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
     error_message = "read_principal_arns must list at least one IAM role ARN (arn:aws:iam::<account>:role/<name>)."
+  }
+}
+
+variable "value_writer_principal_arns" {
+  description = "IAM role ARNs that run Terraform (plan and apply) for this secret. They may read the value only while the module manages one (secret_string_version set): the provider reads the version back on every refresh. With the value written by other means, they are denied like everyone else."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.value_writer_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
+    error_message = "value_writer_principal_arns must list IAM role ARNs (arn:aws:iam::<account>:role/<name>)."
   }
 }
 

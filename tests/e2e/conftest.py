@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from scripts.access import assume_locally, create_local_prerequisites
 from scripts.local_aws import LocalAws, local_aws
 from scripts.stackctl import local_environment
+from stacks.config import load_environment
 from tests.conftest import Synthesis
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +24,13 @@ class LocalDeployment:
     terraform_env: dict[str, str]
     server_log: Path
 
-    def environment(self, env: str) -> dict[str, str]:
-        return local_environment(env, self.server, self.terraform_env)
+    def environment(self, env: str, *, plan_only: bool = False) -> dict[str, str]:
+        """Terraform pointed at local AWS, acting as the env's apply role (or its plan role),
+        after creating what the env file expects to exist (its roles, log group)."""
+        config = load_environment(self.synthesis.envs_dir / f"{env}.toml")
+        create_local_prerequisites(config, self.server)
+        base = local_environment(env, self.server, self.terraform_env)
+        return assume_locally(config, self.server, base, plan_only=plan_only)
 
 
 @pytest.fixture(scope="session")
@@ -32,29 +38,9 @@ def local(
     synthesized: Synthesis, terraform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalDeployment]:
     log = tmp_path_factory.mktemp("local-aws") / "moto.log"
-    previous_outdir = os.environ.get("CDKTF_OUTDIR")
-    os.environ["CDKTF_OUTDIR"] = str(synthesized.outdir)  # stackctl reads the stacks from here
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        # stackctl reads the stacks and their env files from here.
+        patch.setenv("CDKTF_OUTDIR", str(synthesized.outdir))
+        patch.setenv("CREDLINK_ENVS_DIR", str(synthesized.envs_dir))
         with local_aws(log_path=log) as server:
             yield LocalDeployment(server=server, synthesis=synthesized, terraform_env=terraform_env, server_log=log)
-    finally:
-        if previous_outdir is None:
-            os.environ.pop("CDKTF_OUTDIR", None)
-        else:
-            os.environ["CDKTF_OUTDIR"] = previous_outdir
-
-
-def make_task_roles(deployment: LocalDeployment, region: str, *names: str) -> None:
-    """The service's own task roles, which the stacks of non-demo environments expect to exist."""
-    iam = deployment.server.session(region).client("iam", endpoint_url=deployment.server.endpoint_url)
-    for name in names:
-        iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
-            '"Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}',
-        )
-
-
-def make_log_group(deployment: LocalDeployment, region: str, name: str) -> None:
-    logs = deployment.server.session(region).client("logs", endpoint_url=deployment.server.endpoint_url)
-    logs.create_log_group(logGroupName=name)

@@ -17,7 +17,7 @@ import pytest
 from scripts import demo, stackctl
 from scripts.local_aws import free_port, run_rotation_function
 from tests.conftest import run_captured, run_main
-from tests.e2e.conftest import LocalDeployment, make_log_group, make_task_roles
+from tests.e2e.conftest import LocalDeployment
 from tests.infra.test_stacks import ALL_ENVS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
@@ -43,7 +43,7 @@ def replan(local: LocalDeployment, env: str) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_plan_succeeds_for_every_env(local: LocalDeployment, env: str) -> None:
-    plan_file = stackctl.plan(env, local.environment(env))
+    plan_file = stackctl.plan(env, local.environment(env, plan_only=True))
     plan = json.loads((plan_file.parent / "plan.json").read_text(encoding="utf-8"))
     created = {change["type"] for change in plan["resource_changes"] if change["change"]["actions"] == ["create"]}
     assert {"aws_kms_key", "aws_secretsmanager_secret", "aws_iam_policy", "aws_sns_topic"} <= created
@@ -58,8 +58,6 @@ def dev(local: LocalDeployment) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def prod(local: LocalDeployment) -> dict[str, str]:
-    make_task_roles(local, REGION, "credlink-prod-api-task", "credlink-prod-worker-task")
-    make_log_group(local, REGION, "/credlink/prod/app")
     env = local.environment("prod")
     stackctl.deploy("prod", env, auto_approve=True)
     return stackctl.outputs("prod", env)
@@ -103,8 +101,11 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
         "secret-read-failed",
     ]
     assert all(alarm["AlarmActions"] == [topic_arn] for alarm in alarms)
+    # The alert path has its own key: a disabled secrets key cannot silence the alarm about it.
+    monitoring_key_arn = outputs["monitoring_kms_key_arn"]
+    assert monitoring_key_arn != key_arn
     attributes = client(local, "sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
-    assert attributes["KmsMasterKeyId"] == key_arn
+    assert attributes["KmsMasterKeyId"] == monitoring_key_arn
 
     policy = json.loads(secrets.get_resource_policy(SecretId=secret_arn)["ResourcePolicy"])
     (deny,) = policy["Statement"]
@@ -120,13 +121,13 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
     assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
     assert (configuration["Handler"], configuration["Runtime"]) == ("apikeys.rotation.handler", "python3.12")
     assert configuration["TracingConfig"] == {"Mode": "Active"}
-    assert configuration["DeadLetterConfig"]["TargetArn"].endswith(f":{function_name}-dlq")
+    assert "DeadLetterConfig" not in configuration
     assert function["Concurrency"] == {"ReservedConcurrentExecutions": 1}
     (invoke,) = json.loads(client(local, "lambda").get_policy(FunctionName=function_name)["Policy"])["Statement"]
     assert invoke["Principal"] == {"Service": "secretsmanager.amazonaws.com"}
     assert invoke["Condition"]["ArnLike"]["AWS:SourceArn"] == secret_arn
     log_group = client(local, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function_name}")
-    assert log_group["logGroups"][0]["kmsKeyId"] == key_arn
+    assert log_group["logGroups"][0]["kmsKeyId"] == monitoring_key_arn
 
     if stack == "prod":
         (replica,) = secret["ReplicationStatus"]
@@ -325,8 +326,6 @@ def test_destroying_dev_leaves_nothing_behind(local: LocalDeployment, dev: dict[
 def test_s3_state_is_locked_against_a_concurrent_apply(local: LocalDeployment) -> None:
     """qa keeps its state in S3 (use_lockfile): state lands in the bucket, a second apply
     while the first holds the lock is refused, and nothing else about the stack changes."""
-    make_task_roles(local, "eu-west-1", "credlink-qa-api-task")
-    make_log_group(local, "eu-west-1", "/credlink/qa/app")
     env = local.environment("qa")
     stackctl.init("qa", env)
     s3 = client(local, "s3", "eu-west-1")

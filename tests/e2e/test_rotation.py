@@ -27,6 +27,7 @@ from apikeys.cli import main as cli_main
 from apikeys.keyset import parse_secret_string
 from apikeys.loader import ApiKeyLoader, JsonLineFormatter, LoaderSettings
 from apikeys.rotation import STEPS, RotationError, rotate
+from main import build_rotation_package
 from scripts.demo import http_status, start_service
 from scripts.local_aws import LocalAws, free_port, local_aws, run_rotation_function
 
@@ -52,7 +53,32 @@ def secret_string(keys: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
     with local_aws(log_path=tmp_path_factory.mktemp("rotation") / "moto.log") as local:
+        deploy_rotation_function(local, tmp_path_factory.mktemp("package"))
         yield local
+
+
+def deploy_rotation_function(server: LocalAws, staging: Path) -> None:
+    """The function Secrets Manager's configuration test runs (local AWS runs its code for that
+    step, as Lambda would), built as main.py builds it for the stacks."""
+    iam = server.session(REGION).client("iam", endpoint_url=server.endpoint_url)
+    role = iam.create_role(
+        RoleName="credlink-test-api-keys-rotation",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    server.session(REGION).client("lambda", endpoint_url=server.endpoint_url).create_function(
+        FunctionName=FUNCTION_ARN.rsplit(":", 1)[1],
+        Runtime="python3.12",
+        Role=role,
+        Handler="apikeys.rotation.handler",
+        Code={"ZipFile": build_rotation_package(staging).read_bytes()},
+    )
 
 
 @pytest.fixture
@@ -402,6 +428,39 @@ def test_apikeys_rotate_refuses_a_secret_without_rotation(
     assert cli_main(["rotate", "--secret-arn", stand_in.arn]) == 1
     assert "rotation is not configured" in capsys.readouterr().err
     assert stand_in.stages() == {next(iter(stand_in.stages())): ["AWSCURRENT"]}
+
+
+def test_secrets_managers_configuration_test_passes_on_a_new_empty_secret(
+    secretsmanager: SecretsManagerClient,
+) -> None:
+    """A new environment has no value until `apikeys migrate`; configuring rotation
+    (RotateImmediately=false) runs testSecret on it, and local AWS runs the deployed function's
+    step, as Secrets Manager does. It must pass, and leave no AWSPENDING behind."""
+    arn = secretsmanager.create_secret(Name=f"credlink/test/{uuid.uuid4()}")["ARN"]
+    secretsmanager.rotate_secret(
+        SecretId=arn,
+        RotationLambdaARN=FUNCTION_ARN,
+        RotationRules={"AutomaticallyAfterDays": 30},
+        RotateImmediately=False,
+    )
+    described = secretsmanager.describe_secret(SecretId=arn)
+    assert described["RotationEnabled"] is True
+    assert not described.get("VersionIdsToStages")
+
+
+def test_the_configuration_test_fails_without_a_function_to_run(secretsmanager: SecretsManagerClient) -> None:
+    """RotateSecret says so when the step cannot run, instead of leaving a schedule that will
+    never rotate; no AWSPENDING is left behind."""
+    arn = secretsmanager.create_secret(Name=f"credlink/test/{uuid.uuid4()}", SecretString="{}")["ARN"]
+    missing = f"arn:aws:lambda:{REGION}:123456789012:function:missing"
+    with pytest.raises(ClientError, match="missing does not exist"):
+        secretsmanager.rotate_secret(
+            SecretId=arn,
+            RotationLambdaARN=missing,
+            RotationRules={"AutomaticallyAfterDays": 30},
+            RotateImmediately=False,
+        )
+    assert list(secretsmanager.describe_secret(SecretId=arn)["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
 
 
 def test_secrets_managers_configuration_test_passes_on_a_copy_of_current(standin: SecretsManagerStandIn) -> None:

@@ -39,9 +39,11 @@ def documents(stack: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]
     found = []
     for document in stack["data"]["aws_iam_policy_document"].values():
         path = document["//"]["metadata"]["path"]
-        if path.endswith("/policy") and ("/secrets_key/" in path or "/replica_key_" in path):
+        if path.endswith("/policy") and any(
+            key in path for key in ("/secrets_key/", "/replica_key_", "/monitoring_key/")
+        ):
             kind = "key_policy"
-        elif path.endswith(("/read_policy/document", "/rotation/policy_document")):
+        elif path.endswith(("/read_policy/document", "/rotation/policy_document", "/operator_policy/document")):
             kind = "identity_policy"
         elif path.endswith("/alerts/policy_document"):
             kind = "topic_policy"
@@ -94,13 +96,20 @@ def test_no_wildcard_principal_is_allowed_anything(synthesized: Synthesis, env: 
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_every_secrets_manager_action_is_scoped_to_this_envs_secret(synthesized: Synthesis, env: str) -> None:
     scoped = 0
-    for _, path, statements in documents(synthesized.stacks[env]):
+    found = documents(synthesized.stacks[env])
+    for _, path, statements in found:
         for statement in filter(allows, statements):
             if any(action.startswith("secretsmanager:") for action in statement.get("actions", [])):
                 assert statement["resources"], path
-                assert all("module.secrets.secret_arn" in resource for resource in statement["resources"]), path
+                assert all(
+                    resource == "${module.secrets.secret_arn}"
+                    or resource.startswith("${element(module.secrets.replica_arns, ")
+                    for resource in statement["resources"]
+                ), path
                 scoped += 1
-    assert scoped == 2  # the read policy and the rotation function's; nothing else may touch the secret
+    # The read policy, the rotation function's and the operators'; nothing else may touch the secret.
+    expected = {"/read_policy/document", "/rotation/policy_document", "/operator_policy/document"}
+    assert scoped == sum(1 for _, path, _ in found if path.endswith(tuple(expected)))
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)

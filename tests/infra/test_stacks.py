@@ -10,7 +10,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED
-from stacks.kms import KEY_ADMIN_ACTIONS
+from stacks.kms import KEY_ADMIN_ACTIONS, KEY_METADATA_ACTIONS
 from stacks.rotation import ROTATION_ACTIONS
 from tests.conftest import SHIPPED_ENVS, Synthesis, run_main
 
@@ -37,8 +37,12 @@ def policy_document(stack: dict[str, Any], construct_path: str) -> list[dict[str
 
 
 def primary_key_address(stack: dict[str, Any]) -> str:
+    return key_address(stack, "/secrets_key/key")
+
+
+def key_address(stack: dict[str, Any], construct_path: str) -> str:
     keys = resources(stack, "aws_kms_key")
-    (name,) = [n for n, k in keys.items() if k["//"]["metadata"]["path"].endswith("/secrets_key/key")]
+    (name,) = [n for n, k in keys.items() if k["//"]["metadata"]["path"].endswith(construct_path)]
     return f"aws_kms_key.{name}"
 
 
@@ -90,19 +94,17 @@ def test_key_policy_has_no_wildcard_principal_and_no_wildcard_action(synthesized
 def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
     statements = {s["sid"]: s for s in policy_document(synthesized.stacks[env], "/secrets_key/policy")}
     region = {"qa": "eu-west-1"}.get(env, "us-east-1")
-    expected = {
-        "KeyAdministrators",
-        "SecretsManagerUseForThisSecret",
-        "SnsUseForTheAlertTopic",
-        "CloudWatchAlarmsPublishToTheAlertTopic",
-        "CloudWatchLogsUseForTheseLogGroups",
-    }
-    assert set(statements) == expected
-    logs = statements["CloudWatchLogsUseForTheseLogGroups"]
-    log_groups = [arn.rsplit(":log-group:", 1)[1] for arn in logs["condition"][0]["values"]]
-    app_log_groups = ["/credlink/dev/app"] if env == "dev" else []
-    assert log_groups == [*app_log_groups, f"/aws/lambda/credlink-{env}-api-keys-rotation"]
+    # Only Secrets Manager uses the secrets key: the topic and the log groups have their own.
+    assert set(statements) == {"KeyAdministrators", "KeyMetadataReaders", "SecretsManagerUseForThisSecret"} - (
+        set() if env != "qa" else {"KeyMetadataReaders"}
+    )
     assert statements["KeyAdministrators"]["actions"] == list(KEY_ADMIN_ACTIONS)
+    admins = statements["KeyAdministrators"]["condition"][0]
+    assert (admins["test"], admins["variable"]) == ("ArnEquals", "aws:PrincipalArn")
+    assert admins["values"][0].endswith(":root")
+    assert all("data.aws_iam_role.roles_" in arn for arn in admins["values"][1:])
+    if "KeyMetadataReaders" in statements:
+        assert statements["KeyMetadataReaders"]["actions"] == list(KEY_METADATA_ACTIONS)
     secrets_use = statements["SecretsManagerUseForThisSecret"]
     assert secrets_use["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
     conditions = {(c["test"], c["variable"]): c["values"] for c in secrets_use["condition"]}
@@ -110,6 +112,21 @@ def test_key_policy_statements(synthesized: Synthesis, env: str) -> None:
     assert conditions[("StringLike", "kms:EncryptionContext:SecretARN")][0].endswith(
         f":secretsmanager:{region}:${{data.aws_caller_identity.caller.account_id}}:secret:credlink/{env}/api-keys-??????"
     )
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_monitoring_key_serves_only_the_topic_and_the_alarmed_log_groups(synthesized: Synthesis, env: str) -> None:
+    statements = {s["sid"]: s for s in policy_document(synthesized.stacks[env], "/monitoring_key/policy")}
+    assert "SecretsManagerUseForThisSecret" not in statements
+    logs = statements["CloudWatchLogsUseForTheseLogGroups"]
+    log_groups = [arn.rsplit(":log-group:", 1)[1] for arn in logs["condition"][0]["values"]]
+    app_log_groups = ["/credlink/dev/app"] if env == "dev" else []
+    assert log_groups == [*app_log_groups, f"/aws/lambda/credlink-{env}-api-keys-rotation"]
+    alarms = statements["CloudWatchAlarmsPublishToTheAlertTopic"]
+    assert alarms["principals"] == [{"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}]
+    conditions = {c["variable"]: c["values"] for c in alarms["condition"]}
+    assert conditions["kms:EncryptionContext:aws:sns:topicArn"][0].endswith(f":credlink-{env}-api-keys-alerts")
+    assert conditions["aws:SourceArn"][0].endswith(f":alarm:credlink-{env}-api-keys-*")
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)
@@ -156,7 +173,7 @@ def test_read_policy_is_exactly_get_and_describe_on_this_secret_and_decrypt_via_
     ]
     if env == "prod":
         replica_key = next(n for n in resources(stack, "aws_kms_key") if "replica_key_us_west_2" in n)
-        replica_arn = '${replace(module.secrets.secret_arn, ":us-east-1:", ":us-west-2:")}'
+        replica_arn = "${element(module.secrets.replica_arns, 0)}"
         expected[0]["resources"] = ["${module.secrets.secret_arn}", replica_arn]
         expected.append(
             {
@@ -179,9 +196,11 @@ def test_read_policy_is_exactly_get_and_describe_on_this_secret_and_decrypt_via_
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_read_policy_is_attached_to_every_task_role(synthesized: Synthesis, env: str) -> None:
     stack = synthesized.stacks[env]
-    policy_name, policy = only(stack, "aws_iam_policy")
+    policy_name, policy = "read_policy_3CAE269C", resources(stack, "aws_iam_policy")["read_policy_3CAE269C"]
     assert policy["name"] == f"credlink-{env}-api-keys-read"
-    attachments = resources(stack, "aws_iam_role_policy_attachment").values()
+    attachments = [
+        a for a in resources(stack, "aws_iam_role_policy_attachment").values() if "read_policy" in a["policy_arn"]
+    ]
     roles = sorted(a["role"] for a in attachments)
     assert all(a["policy_arn"] == f"${{aws_iam_policy.{policy_name}.arn}}" for a in attachments)
     if env == "dev":  # the demo role the stack creates, referenced so it exists first
@@ -204,7 +223,7 @@ def test_alert_topic_is_encrypted_and_only_this_accounts_alarms_publish_over_tls
 ) -> None:
     stack = synthesized.stacks[env]
     topic_name, topic = only(stack, "aws_sns_topic")
-    assert topic["kms_master_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert topic["kms_master_key_id"] == f"${{{key_address(stack, '/monitoring_key/key')}.arn}}"
     statements = {s["sid"]: s for s in policy_document(stack, "/alerts/policy_document")}
     publish = statements["CloudWatchAlarmsInThisAccountPublish"]
     assert publish["principals"] == [{"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}]
@@ -255,15 +274,27 @@ def test_secret_value_path_is_write_only_and_ephemeral(synthesized: Synthesis, e
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_outputs(synthesized: Synthesis, env: str) -> None:
     outputs = synthesized.stacks[env]["output"]
-    assert set(outputs) == {"secret_arn", "kms_key_arn", "alert_topic_arn", "read_policy_arn"}
+    operators = {"operator_policy_arn"} if env != "qa" else set()
+    assert set(outputs) == {
+        "secret_arn",
+        "replica_secret_arns",
+        "kms_key_arn",
+        "monitoring_kms_key_arn",
+        "alert_topic_arn",
+        "read_policy_arn",
+        *operators,
+    }
     assert outputs["secret_arn"]["value"] == "${module.secrets.secret_arn}"
+    # A service in a replica region sets API_KEYS_SECRET_ARN to its region's replica.
+    replicas = {"prod": {"us-west-2": "${element(module.secrets.replica_arns, 0)}"}}.get(env, {})
+    assert outputs["replica_secret_arns"]["value"] == replicas
 
 
 def test_dev_stands_alone_with_its_own_task_role_and_encrypted_log_group(synthesized: Synthesis) -> None:
     stack = synthesized.stacks["dev"]
     log_group = resources(stack, "aws_cloudwatch_log_group")["demo_service_log_group_772774C9"]
     assert log_group["name"] == "/credlink/dev/app"
-    assert log_group["kms_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert log_group["kms_key_id"] == f"${{{key_address(stack, '/monitoring_key/key')}.arn}}"
     assert log_group["retention_in_days"] >= 365
     role = resources(stack, "aws_iam_role")["demo_service_task_role_0_3EC2563B"]
     assert role["name"] == "credlink-dev-demo-task"
@@ -320,8 +351,8 @@ PINNED_ADDRESSES = {
     "aws_kms_alias": "secrets_key_alias_6CBA8DCB",
     "aws_sns_topic": "alerts_topic_3313844B",
     "aws_iam_policy": "read_policy_3CAE269C",
-    "aws_sqs_queue": "rotation_dead_letter_queue_41DD89D5",  # failed rotation invocations
 }
+PINNED_MONITORING_KEY = "monitoring_key_92C25530"
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)
@@ -329,6 +360,7 @@ def test_stateful_resources_keep_their_addresses(synthesized: Synthesis, env: st
     stack = synthesized.stacks[env]
     for resource_type, name in PINNED_ADDRESSES.items():
         assert name in resources(stack, resource_type), f"{resource_type}.{name} moved"
+    assert PINNED_MONITORING_KEY in resources(stack, "aws_kms_key")
     assert "secrets" in stack["module"]
 
 
@@ -337,7 +369,6 @@ def test_rotation_function_is_wired_to_this_secret_only(synthesized: Synthesis, 
     stack = synthesized.stacks[env]
     function_name, function = only(stack, "aws_lambda_function")
     role_name, role = next((n, r) for n, r in resources(stack, "aws_iam_role").items() if n.startswith("rotation_"))
-    queue_name, queue = only(stack, "aws_sqs_queue")
     log_group_name, log_group = next(
         (n, g) for n, g in resources(stack, "aws_cloudwatch_log_group").items() if n.startswith("rotation_")
     )
@@ -347,10 +378,11 @@ def test_rotation_function_is_wired_to_this_secret_only(synthesized: Synthesis, 
     assert function["role"] == f"${{aws_iam_role.{role_name}.arn}}"
     assert function["reserved_concurrent_executions"] == 1
     assert function["tracing_config"] == {"mode": "Active"}
-    assert function["dead_letter_config"] == {"target_arn": f"${{aws_sqs_queue.{queue_name}.arn}}"}
-    assert queue["sqs_managed_sse_enabled"] is True
+    # Secrets Manager invokes it synchronously: a dead-letter queue would never receive anything.
+    assert "dead_letter_config" not in function
+    assert "aws_sqs_queue" not in stack["resource"]
     assert log_group["name"] == f"/aws/lambda/{name}"
-    assert log_group["kms_key_id"] == f"${{{primary_key_address(stack)}.arn}}"
+    assert log_group["kms_key_id"] == f"${{{key_address(stack, '/monitoring_key/key')}.arn}}"
     assert log_group["retention_in_days"] >= 365
     assert f"aws_cloudwatch_log_group.{log_group_name}" in function["depends_on"]
 
@@ -373,20 +405,20 @@ def test_rotation_function_is_wired_to_this_secret_only(synthesized: Synthesis, 
     assert statements["WriteItsOwnLog"]["resources"] == [
         f"${{aws_cloudwatch_log_group.{log_group_name}.arn}}:log-stream:*"
     ]
-    assert statements["SendFailedInvocationsToItsQueue"]["resources"] == [f"${{aws_sqs_queue.{queue_name}.arn}}"]
     key_statements = {sid for sid in statements if sid.startswith("UseTheKeysForThisSecretOnly")}
     assert set(statements) - key_statements == {
         "RotateThisSecret",
         "WriteItsOwnLog",
-        "SendFailedInvocationsToItsQueue",
         "WriteTraces",
     }
-    # The same key use as the read policy's decrypt statements (one per region), plus encrypt.
+    # The same key use as the read policy's decrypt statements (one per region), plus the data
+    # key for new versions and, for each replica, kms:Encrypt to replicate them.
     read_statements = [s for s in policy_document(stack, "/read_policy/document") if s["sid"].startswith("Decrypt")]
     assert len(key_statements) == len(read_statements) == (2 if env == "prod" else 1)
     for index, read in enumerate(read_statements):
         rotate = statements[f"UseTheKeysForThisSecretOnly{index}"]
-        assert rotate["actions"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        replica = ["kms:Encrypt"] if index else []
+        assert rotate["actions"] == sorted(["kms:Decrypt", "kms:GenerateDataKey", *replica])
         assert (rotate["resources"], rotate["condition"]) == (read["resources"], read["condition"])
     (trust,) = policy_document(stack, "/rotation/trust")
     assert trust["principals"] == [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}]

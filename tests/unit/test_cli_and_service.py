@@ -10,8 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from apikeys import cli
 from apikeys.cli import main
 from apikeys.loader import ApiKeyLoader, LoaderSettings
 from apikeys.service import create_app
@@ -162,3 +164,41 @@ def test_reference_service_requires_a_valid_bearer_key(deployed: dict[str, Any])
     assert response.status_code == 200
     assert response.json == {"clientId": "client-1", "sha256": hashlib.sha256(b"hello").hexdigest()}
     assert response.headers.get("WWW-Authenticate") is None
+
+
+def test_verify_reports_an_unreadable_key_and_a_stale_replica_instead_of_crashing(
+    deployed: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator whose role the key policy does not let read key metadata gets a FAIL row, not
+    a traceback; a replica that is not InSync (e.g. no kms:Encrypt on its key) fails verify."""
+    real_client = cli.client
+
+    class DeniedKms:
+        def get_key_rotation_status(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "GetKeyRotationStatus")
+
+    class ReplicatedSecrets:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def describe_secret(self, **kwargs: Any) -> Any:
+            failed = {"Region": "us-west-2", "Status": "Failed", "StatusMessage": "Access denied to the KMS key"}
+            return {**self.inner.describe_secret(**kwargs), "ReplicationStatus": [failed]}
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    def patched(service: str, region: str) -> Any:
+        if service == "kms":
+            return DeniedKms()
+        inner = real_client(service, region)
+        return ReplicatedSecrets(inner) if service == "secretsmanager" else inner
+
+    monkeypatch.setattr(cli, "client", patched)
+    code, out, err = run(capsys, "verify", "--env", "test", "--outputs", deployed["outputs"])
+    assert code == 1
+    assert "FAIL  KMS key rotation on" in out
+    assert "cannot read the key's rotation status: AccessDeniedException" in out
+    assert "FAIL  replica in sync" in out
+    assert "us-west-2: Failed (Access denied to the KMS key)" in out
+    assert "Traceback" not in err

@@ -7,19 +7,6 @@
 mock_provider "aws" {
   override_during = plan
 
-  mock_data "aws_caller_identity" {
-    defaults = {
-      account_id = "111122223333"
-      arn        = "arn:aws:sts::111122223333:assumed-role/deployer/ci"
-    }
-  }
-
-  mock_data "aws_iam_session_context" {
-    defaults = {
-      issuer_arn = "arn:aws:iam::111122223333:role/deployer"
-    }
-  }
-
   mock_data "aws_region" {
     defaults = {
       name = "us-east-1"
@@ -34,10 +21,11 @@ mock_provider "aws" {
 }
 
 variables {
-  name                 = "credlink/test/api-keys"
-  kms_key_arn          = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-000000000001"
-  recovery_window_days = 7
-  read_principal_arns  = ["arn:aws:iam::111122223333:role/api-task"]
+  name                        = "credlink/test/api-keys"
+  kms_key_arn                 = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-000000000001"
+  recovery_window_days        = 7
+  read_principal_arns         = ["arn:aws:iam::111122223333:role/api-task", "arn:aws:iam::111122223333:role/service-role/operators"]
+  value_writer_principal_arns = ["arn:aws:iam::111122223333:role/deployer"]
 }
 
 run "container_only_without_a_value" {
@@ -83,12 +71,12 @@ run "resource_policy_denies_everyone_but_allowed_readers" {
         StringNotEquals = {
           "aws:PrincipalArn" = [
             "arn:aws:iam::111122223333:role/api-task",
-            "arn:aws:iam::111122223333:role/deployer",
+            "arn:aws:iam::111122223333:role/service-role/operators",
           ]
         }
       }
     }
-    error_message = "The deny statement must name exactly the allowed readers and the deploying role."
+    error_message = "The deny statement must name exactly the allowed readers: not the role running Terraform while it writes no value."
   }
 
   assert {
@@ -118,6 +106,15 @@ run "value_is_written_only_through_the_write_only_argument" {
   assert {
     condition     = aws_secretsmanager_secret_version.this[0].secret_string == null
     error_message = "The value must never be stored through the plain secret_string argument."
+  }
+
+  assert {
+    condition = jsondecode(aws_secretsmanager_secret_policy.this.policy).Statement[0].Condition.StringNotEquals["aws:PrincipalArn"] == [
+      "arn:aws:iam::111122223333:role/api-task",
+      "arn:aws:iam::111122223333:role/service-role/operators",
+      "arn:aws:iam::111122223333:role/deployer",
+    ]
+    error_message = "While Terraform manages a value, the roles running it may read it (the provider reads the version back)."
   }
 }
 
@@ -219,6 +216,16 @@ run "an_aws_managed_key_alias_is_refused" {
   }
 
   expect_failures = [var.kms_key_arn]
+}
+
+run "value_writers_must_be_role_arns" {
+  command = plan
+
+  variables {
+    value_writer_principal_arns = ["arn:aws:sts::111122223333:assumed-role/deployer/ci"]
+  }
+
+  expect_failures = [var.value_writer_principal_arns]
 }
 
 run "readers_must_be_role_arns" {
