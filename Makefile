@@ -24,7 +24,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench
+.PHONY: help setup synth validate test lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ destroy: synth ## terraform destroy ENV=<env> [TARGET=...] [ALLOW_DESTROY=<env>]
 
 scan: synth ## checkov policy gate (own venv, offline): every env + modules, or ENV=<env>; SARIF in reports/
 	scripts/scan.sh $(if $(filter command line,$(origin ENV)),$(ENV),$(ENVS) modules)
+
+pipeline-policies: setup ## Write the plan and apply roles' IAM policies for every env into iam/<env>/
+	$(PY) -m stacks.pipeline_policies
 
 outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
 	$(STACKCTL) outputs

@@ -6,7 +6,8 @@
   the role; nothing runs after it.
 - `create_local_prerequisites`: what an env file says exists already (its roles, and unless
   the stack creates them, the task roles and log group), created in local AWS so a newcomer
-  can deploy any environment there (`make local-prereqs ENV=x`).
+  can deploy any environment there (`make local-prereqs ENV=x`). The plan and apply roles get
+  the shipped pipeline policies (`stacks.pipeline_policies`, iam/<env>/), inline, as on AWS.
 - `assume_locally`: local runs act as the env's own apply or plan role, as CI does on AWS.
 """
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stacks.config import EnvironmentConfig, load_environment, role_name
+from stacks.pipeline_policies import pipeline_policies
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -148,6 +150,12 @@ def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> l
         trust = _TRUST_ECS_TASKS if field == "service.task_roles" else _TRUST_THE_ACCOUNT
         iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)
         created.append(f"role {path}{name}")
+    pipeline = pipeline_policies(config)
+    for kind, roles in (("plan", config.access.plan_roles), ("apply", config.access.apply_roles)):
+        for role in roles:
+            iam.put_role_policy(
+                RoleName=role_name(role), PolicyName=f"pipeline-{kind}", PolicyDocument=json.dumps(pipeline[kind])
+            )
     if not config.service.create_demo_resources:
         logs = session.client("logs", endpoint_url=server.endpoint_url)
         existing = logs.describe_log_groups(logGroupNamePrefix=config.service.log_group_name)["logGroups"]

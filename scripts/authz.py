@@ -39,19 +39,6 @@ ADMINISTRATOR: Document = {
     "Version": "2012-10-17",
     "Statement": [{"Sid": "AdministratorAccess", "Effect": "Allow", "Action": "*", "Resource": "*"}],
 }
-READ_ONLY: Document = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "ReadOnlyAccess",
-            "Effect": "Allow",
-            "Action": ["kms:Describe*", "kms:Get*", "kms:List*", "secretsmanager:Describe*", "secretsmanager:Get*",
-                       "secretsmanager:List*", "sns:Get*", "sns:List*", "iam:Get*", "iam:List*", "lambda:Get*",
-                       "lambda:List*", "logs:Describe*", "logs:List*", "cloudwatch:Describe*", "cloudwatch:List*"],
-            "Resource": "*",
-        }
-    ],
-}  # fmt: skip
 # How services get a secret into a container's environment: the execution role reads it.
 EXECUTION_ROLE: Document = {
     "Version": "2012-10-17",
@@ -189,10 +176,8 @@ def read_back(
         "task_role": [role(role_name(name)) for name in service.task_roles],
         "rotation_role": [role(f"{prefix}rotation")] if rotation else [],
         "operator_role": [role(role_name(name)) for name in access.operator_roles],
-        # The pipeline's roles with the broadest identity policies a team gives them: whatever
-        # they are, the key policies and the secret's resource policy must hold.
-        "apply_role": [Principal(role(role_name(name)).arn, (ADMINISTRATOR,)) for name in access.apply_roles],
-        "plan_role": [Principal(role(role_name(name)).arn, (READ_ONLY,)) for name in access.plan_roles],
+        "apply_role": [role(role_name(name)) for name in access.apply_roles],
+        "plan_role": [role(role_name(name)) for name in access.plan_roles],
         "key_admin_role": [Principal(role(role_name(name)).arn, (ADMINISTRATOR,)) for name in access.key_admin_roles],
         "root": [Principal(f"arn:{partition}:iam::{account}:root", (ADMINISTRATOR,))],
         "admin_elsewhere": [Principal(f"arn:{partition}:iam::{account}:role/administrator", (ADMINISTRATOR,))],

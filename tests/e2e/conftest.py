@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,19 @@ class LocalDeployment:
         return assume_locally(config, self.server, base, plan_only=plan_only)
 
 
+@contextmanager
+def local_deployment(synthesis: Synthesis, terraform_env: dict[str, str], log: Path) -> Iterator[LocalDeployment]:
+    """A local AWS server of its own, with stackctl reading the synthesized stacks and env files."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDKTF_OUTDIR", str(synthesis.outdir))
+        patch.setenv("CREDLINK_ENVS_DIR", str(synthesis.envs_dir))
+        with local_aws(log_path=log) as server:
+            yield LocalDeployment(server=server, synthesis=synthesis, terraform_env=terraform_env, server_log=log)
+
+
 @pytest.fixture(scope="session")
 def local(
     synthesized: Synthesis, terraform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalDeployment]:
-    log = tmp_path_factory.mktemp("local-aws") / "moto.log"
-    with pytest.MonkeyPatch.context() as patch:
-        # stackctl reads the stacks and their env files from here.
-        patch.setenv("CDKTF_OUTDIR", str(synthesized.outdir))
-        patch.setenv("CREDLINK_ENVS_DIR", str(synthesized.envs_dir))
-        with local_aws(log_path=log) as server:
-            yield LocalDeployment(server=server, synthesis=synthesized, terraform_env=terraform_env, server_log=log)
+    with local_deployment(synthesized, terraform_env, tmp_path_factory.mktemp("local-aws") / "moto.log") as deployment:
+        yield deployment
