@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from constructs import Construct
 
 from stacks.account import AccountContext
-from stacks.aws import DataAwsIamPolicyDocument, IamPolicy, IamRolePolicyAttachment
 from stacks.kms import KEY_METADATA_ACTIONS
 from stacks.policy import Statement
-from stacks.read_policy import ReadableSecret, key_use_for_secret
+from stacks.read_policy import ReadableSecret, attached_policy, key_use_for_secret
 
 __all__ = ["OPERATOR_ACTIONS", "OperatorPolicy"]
 
@@ -77,13 +76,11 @@ class OperatorPolicy(Construct):
                     "resources": [rotation_function_arn],
                 }
             )
-        self.document = DataAwsIamPolicyDocument(self, "document", statement=statements)
-        self.policy = IamPolicy(
+        self.document, self.policy = attached_policy(
             self,
-            "policy",
-            name=policy_name,
+            policy_name=policy_name,
             description="Operate the service's API keys with apikeys (migrate, verify, rotate)",
-            policy=self.document.json,
+            statements=statements,
+            role_names=operator_role_names,
+            attachment_prefix="operator_role",
         )
-        for index, role_name in enumerate(operator_role_names):
-            IamRolePolicyAttachment(self, f"operator_role_{index}", role=role_name, policy_arn=self.policy.arn)

@@ -11,7 +11,7 @@ from stacks.account import AccountContext
 from stacks.aws import DataAwsIamPolicyDocument, IamPolicy, IamRolePolicyAttachment
 from stacks.policy import Statement, condition
 
-__all__ = ["READ_ACTIONS", "ReadableSecret", "SecretReadPolicy", "key_use_for_secret"]
+__all__ = ["READ_ACTIONS", "ReadableSecret", "SecretReadPolicy", "attached_policy", "key_use_for_secret"]
 
 # GetSecretValue loads the keys; DescribeSecret lets the loader see a new AWSCURRENT version
 # (after a rotation) without fetching the value again.
@@ -53,16 +53,31 @@ class SecretReadPolicy(Construct):
             key_use_for_secret(f"DecryptApiKeysSecret{index}", ["kms:Decrypt"], secret, account)
             for index, secret in enumerate(secrets)
         ]
-        self.document = DataAwsIamPolicyDocument(self, "document", statement=statements)
-        self.policy = IamPolicy(
+        self.document, self.policy = attached_policy(
             self,
-            "policy",
-            name=policy_name,
+            policy_name=policy_name,
             description="Read the service's API keys from Secrets Manager (attach to the ECS *task* role)",
-            policy=self.document.json,
+            statements=statements,
+            role_names=task_role_names,
+            attachment_prefix="task_role",
         )
-        for index, role_name in enumerate(task_role_names):
-            IamRolePolicyAttachment(self, f"task_role_{index}", role=role_name, policy_arn=self.policy.arn)
+
+
+def attached_policy(
+    scope: Construct,
+    *,
+    policy_name: str,
+    description: str,
+    statements: list[Statement],
+    role_names: Sequence[str],
+    attachment_prefix: str,
+) -> tuple[DataAwsIamPolicyDocument, IamPolicy]:
+    """A managed policy of `statements` in `scope` (ids `document`, `policy`), attached to each role."""
+    document = DataAwsIamPolicyDocument(scope, "document", statement=statements)
+    policy = IamPolicy(scope, "policy", name=policy_name, description=description, policy=document.json)
+    for index, role_name in enumerate(role_names):
+        IamRolePolicyAttachment(scope, f"{attachment_prefix}_{index}", role=role_name, policy_arn=policy.arn)
+    return document, policy
 
 
 def key_use_for_secret(sid: str, actions: Sequence[str], secret: ReadableSecret, account: AccountContext) -> Statement:
