@@ -126,7 +126,8 @@ class RotationFunction(Construct):
         # calls only Secrets Manager, and these stacks own no network); CKV_AWS_272, no code
         # signing (the package is built at synthesis from this repository's reviewed code);
         # CKV_AWS_116, no dead-letter queue (Secrets Manager invokes the function synchronously,
-        # and a DLQ serves only asynchronous invocations: failures raise the alarms below).
+        # and a DLQ serves only asynchronous invocations: failures raise the alarms below);
+        # CKV_AWS_173 on plans of the deployed function (no environment variables to encrypt).
         self.function = LambdaFunction(
             self,
             "function",

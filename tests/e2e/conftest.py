@@ -39,7 +39,6 @@ def local_deployment(synthesis: Synthesis, terraform_env: dict[str, str], log: P
     """A local AWS server of its own, with stackctl reading the synthesized stacks and env files."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CDKTF_OUTDIR", str(synthesis.outdir))
-        patch.setenv("CREDLINK_ENVS_DIR", str(synthesis.envs_dir))
         with local_aws(log_path=log) as server:
             yield LocalDeployment(server=server, synthesis=synthesis, terraform_env=terraform_env, server_log=log)
 
