@@ -75,6 +75,12 @@ class KeySet:
         """This set plus `other`'s keys (this set wins where both name the same key)."""
         return KeySet({**other._clients, **self._clients}.items())
 
+    def of_clients_in(self, other: KeySet) -> KeySet:
+        """The keys of the clients that `other` still has: a previous version's keys, minus
+        those of the clients removed since (revoked, not rotated)."""
+        kept = {client.client_id for client in other._clients.values()}
+        return KeySet((digest, client) for digest, client in self._clients.items() if client.client_id in kept)
+
     def diff(self, old: KeySet) -> tuple[tuple[Client, ...], tuple[Client, ...], int]:
         """(clients with a key only in self, clients with a key only in old, keys in both)."""
         added = tuple(client for digest, client in self._clients.items() if digest not in old._clients)

@@ -11,7 +11,8 @@
 - Refresh: at most once per interval (default 5 min, jittered) `DescribeSecret` shows
   whether AWSCURRENT moved; only then is the value fetched. A failed refresh keeps the last
   good keys. After a rotation the previous keys stay valid for a grace period (a process
-  started during it reads AWSPREVIOUS too, until the same moment).
+  started during it reads AWSPREVIOUS too, until the same moment), but only for clients
+  still in AWSCURRENT: a client removed from the set is refused from the next refresh on.
 
 Every log line is one JSON object whose `event`/`reason` fields are the contract in
 `apikeys.events`, which the CloudWatch metric filters match. No line contains key material.
@@ -214,7 +215,7 @@ class ApiKeyLoader:
             else:
                 with self._lock:
                     self._current, self._version, self._source = keys, version, "secret"
-                    self._previous, self._previous_until = previous, previous_until
+                    self._previous, self._previous_until = previous.of_clients_in(keys), previous_until
                     self._schedule_next_check()
                 log_event(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
                 return
@@ -301,7 +302,8 @@ class ApiKeyLoader:
             )
             return
         with self._lock:
-            self._previous, self._current, self._version = self._current, keys, version
+            # Grace is for rotation: a client no longer in AWSCURRENT is refused from now on.
+            self._previous, self._current, self._version = self._current.of_clients_in(keys), keys, version
             self._previous_until = self._clock() + self._settings.previous_grace.total_seconds()
         log_event(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
 

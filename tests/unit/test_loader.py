@@ -32,6 +32,7 @@ from apikeys.loader import (
 REGION = "us-east-1"
 KEY_1 = "fake_loader_key_1111111111111111"
 KEY_2 = "fake_loader_key_2222222222222222"
+KEY_3 = "fake_loader_key_3333333333333333"
 KEY_ENV = "fake_loader_key_envenvenvenvenv0"
 ALL_KEYS = (KEY_1, KEY_2, KEY_ENV)
 
@@ -352,3 +353,36 @@ def test_a_timeout_is_a_network_failure(lines: list[str]) -> None:
         fake.close()
     assert loader.source == "env"
     assert json.loads(lines[0])["reason"] == "network"
+
+
+def test_grace_is_for_rotation_not_for_removal(secrets: Any, lines: list[str]) -> None:
+    """A removed client's key is refused from the first refresh that sees the removal, even
+    inside a grace window from an earlier rotation; a rotated client's old key stays valid
+    until its grace ends."""
+    arn = make_secret(secrets, secret_value((KEY_1, "c1"), (KEY_2, "c2")))
+    clock = Clock()
+    settings = LoaderSettings(secret_arn=arn, region=REGION, refresh_jitter=0.0)
+    loader = ApiKeyLoader(settings, client=secrets, clock=clock)
+    loader.load()
+
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_3, "c1"), (KEY_2, "c2")))  # c1 rotated
+    clock.now += 301
+    assert loader.authenticate(f"Bearer {KEY_3}") == Client("c1", "Name c1")
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")  # rotated: in grace
+
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_3, "c1")))  # c2 revoked
+    clock.now += 301  # the next refresh, well inside the grace window of the rotation
+    assert loader.authenticate(f"Bearer {KEY_2}") is None  # revoked: refused at once
+    assert loader.authenticate(f"Bearer {KEY_3}") == Client("c1", "Name c1")
+
+    clock.now += 3601
+    assert loader.authenticate(f"Bearer {KEY_1}") is None  # c1's old key: grace over
+
+
+def test_a_process_started_during_grace_accepts_no_removed_client(secrets: Any, lines: list[str]) -> None:
+    arn = make_secret(secrets, secret_value((KEY_1, "c1"), (KEY_2, "c2")))
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_3, "c1")))  # c1 rotated, c2 revoked
+    loader = ApiKeyLoader(LoaderSettings(secret_arn=arn, region=REGION), client=secrets)
+    loader.load()
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")  # AWSPREVIOUS, in grace
+    assert loader.authenticate(f"Bearer {KEY_2}") is None
