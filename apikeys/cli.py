@@ -5,20 +5,27 @@
     apikeys verify   --env prod                   the deployment checklist, as a table; exit 1 on any FAIL
     apikeys doctor   --env prod | --secret-arn A  why can't the service read its keys?
     apikeys rotate   --env prod                   start a rotation now (the rotation function does it)
+    apikeys clients list     --env prod                         client ids, names, key fingerprints
+    apikeys clients add      --env prod --client-id X --name N  a new client; its key printed once
+    apikeys clients rotate   --env prod --client-id X           a new key for X only (old one in grace)
+    apikeys clients revoke   --env prod --client-id X           X refused from the services' next refresh
+    apikeys clients show-key --env prod --client-id X           X's current key, to hand it over
 
 The secret ARN comes from `--secret-arn`, else the deployed stack's outputs
 (`--outputs`, default cdktf.out/stacks/<env>/outputs.json, written by `make deploy`). Output names
-clients and counts, never keys.
+clients and counts, never keys; the only keys printed are the one client's that `clients add`,
+`clients rotate` and `clients show-key` hand over (on stdout, or in a new 0600 file with `--out`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,9 +34,25 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from apikeys.keyset import ApiKeyParseError, KeySet, new_key, parse_api_keys, parse_secret_string
-from apikeys.loader import BOTO_CONFIG, LoaderSettings, version_with_label
-from apikeys.rotation import CURRENT, PENDING
+from apikeys.clients import (
+    ClientChangeError,
+    Snapshot,
+    commit,
+    pending_rotation,
+    read_snapshot,
+    refuse_during_rotation,
+)
+from apikeys.events import Event
+from apikeys.keyset import (
+    ApiKeyParseError,
+    Client,
+    KeySet,
+    fingerprint,
+    new_key,
+    parse_api_keys,
+    parse_secret_string,
+)
+from apikeys.loader import BOTO_CONFIG, LoaderSettings, ensure_json_logging, log_event, version_with_label
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -108,16 +131,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise CliError(f"API_KEYS is not valid: {error}") from None
     target = resolve(args)
     secretsmanager = client("secretsmanager", target.region)
-    pending = _pending_versions(
-        secretsmanager.describe_secret(SecretId=target.secret_arn).get("VersionIdsToStages", {})
+    # A rotation would finish on top of this write and make these keys AWSPREVIOUS.
+    refuse_during_rotation(
+        target.secret_arn, secretsmanager.describe_secret(SecretId=target.secret_arn).get("VersionIdsToStages", {})
     )
-    if pending:
-        # The rotation would finish on top of this write and make these keys AWSPREVIOUS.
-        raise CliError(
-            f"a rotation is in progress (version {pending[0]} is AWSPENDING): wait for it to finish, or cancel it with "
-            f"aws secretsmanager update-secret-version-stage --secret-id {target.secret_arn} "
-            f"--version-stage AWSPENDING --remove-from-version-id {pending[0]}"
-        )
     try:
         old = _current_keys(secretsmanager, target.secret_arn) or KeySet()
     except ApiKeyParseError:
@@ -216,9 +233,9 @@ def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str
         schedule += f", next {next_:%Y-%m-%d}"
     rows = [("PASS", "rotation", schedule)]
     stages = secret.get("VersionIdsToStages", {})
-    pending = _pending_versions(stages)
+    pending = pending_rotation(stages)
     rows.append(
-        ("INFO", "rotation in progress", f"version {pending[0]} is AWSPENDING; see the rotation function's log")
+        ("INFO", "rotation in progress", f"version {pending} is AWSPENDING; see the rotation function's log")
         if pending
         else ("INFO", "rotation in progress", "none")
     )
@@ -239,11 +256,6 @@ def rotation_rows(secret: Mapping[str, Any], grace: timedelta) -> list[tuple[str
     return rows
 
 
-def _pending_versions(stages: Mapping[str, Sequence[str]]) -> list[str]:
-    """Versions labelled AWSPENDING but not AWSCURRENT: a rotation not finished."""
-    return [version for version, labels in stages.items() if PENDING in labels and CURRENT not in labels]
-
-
 def cmd_rotate(args: argparse.Namespace) -> int:
     """Start a rotation now: the rotation function gives every client a new key."""
     target = resolve(args)
@@ -251,10 +263,10 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     secret = secretsmanager.describe_secret(SecretId=target.secret_arn)
     if not secret.get("RotationEnabled"):
         raise CliError(f"rotation is not configured for {target.secret_arn}: set [rotation] enabled = true and deploy")
-    pending = _pending_versions(secret.get("VersionIdsToStages", {}))
+    pending = pending_rotation(secret.get("VersionIdsToStages", {}))
     if pending:
         raise CliError(
-            f"a rotation is already in progress (version {pending[0]} is AWSPENDING): Secrets Manager retries it; "
+            f"a rotation is already in progress (version {pending} is AWSPENDING): Secrets Manager retries it; "
             "see the rotation function's log"
         )
     version = secretsmanager.rotate_secret(SecretId=target.secret_arn)["VersionId"]
@@ -262,6 +274,167 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     print("services pick the new keys up on their next refresh and accept the old ones for their grace period")
     print(f"follow it with: apikeys verify{f' --env {target.env}' if target.env else ''}")
     return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    """Client ids, names and key fingerprints (never a key)."""
+    target = resolve(args)
+    snapshot = read_snapshot(client("secretsmanager", target.region), target.secret_arn)
+    print(f"version {snapshot.version}: {len(snapshot.entries)} clients")
+    rows = [("CLIENT ID", "NAME", "KEY FINGERPRINT")]
+    rows += [(each.client_id, each.name, f"sha256:{fingerprint(key)}") for key, each in snapshot.entries]
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    for client_id, name, print_ in rows:
+        print(f"{client_id:<{widths[0]}}  {name:<{widths[1]}}  {print_}")
+    return 0
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    """Add a client with a new key; the key is printed once."""
+
+    def change(snapshot: Snapshot) -> tuple[str, tuple[tuple[str, Client], ...]]:
+        if any(each.client_id == args.client_id for _, each in snapshot.entries):
+            raise CliError(
+                f"client {args.client_id!r} already exists in version {snapshot.version}: "
+                "use apikeys clients rotate to give it a new key"
+            )
+        key = new_key()
+        return key, snapshot.with_key(args.client_id, key, args.name)
+
+    return _change_one_client(args, "add", change)
+
+
+def cmd_clients_rotate(args: argparse.Namespace) -> int:
+    """Give one client a new key; its old key stays valid for the services' grace period."""
+
+    def change(snapshot: Snapshot) -> tuple[str, tuple[tuple[str, Client], ...]]:
+        snapshot.find(args.client_id)
+        key = new_key()
+        return key, snapshot.with_key(args.client_id, key)
+
+    return _change_one_client(args, "rotate", change)
+
+
+def cmd_clients_revoke(args: argparse.Namespace) -> int:
+    """Remove a client: the services refuse its key from their next refresh."""
+    return _change_one_client(args, "revoke", lambda snapshot: (None, snapshot.without(args.client_id)))
+
+
+def cmd_clients_show_key(args: argparse.Namespace) -> int:
+    """Print one client's current key, to hand it over."""
+    target = resolve(args)
+    caller = _caller_arn(target)
+    with _KeyOutput(args.out) as output:
+        snapshot = read_snapshot(client("secretsmanager", target.region), target.secret_arn)
+        key, found = snapshot.find(args.client_id)
+        output.write(key)
+    _audit(output, "show-key", found, snapshot.version, caller, key=key)
+    return 0
+
+
+Change = Callable[[Snapshot], tuple[str | None, Sequence[tuple[str, Client]]]]
+
+
+def _change_one_client(args: argparse.Namespace, action: str, change: Change) -> int:
+    """Read AWSCURRENT, change one client, write it back if AWSCURRENT has not moved, then
+    hand over the new key (if any) and say who did what."""
+    target = resolve(args)
+    caller = _caller_arn(target)
+    secretsmanager = client("secretsmanager", target.region)
+    with _KeyOutput(getattr(args, "out", None)) as output:
+        snapshot = read_snapshot(secretsmanager, target.secret_arn)
+        key, entries = change(snapshot)
+        version = commit(secretsmanager, target.secret_arn, snapshot, entries)
+        if key is not None:
+            output.write(key)
+    changed = next((each for _, each in entries if each.client_id == args.client_id), None)
+    _audit(output, action, changed or snapshot.find(args.client_id)[1], version, caller, key=key, base=snapshot)
+    return 0
+
+
+def _caller_arn(target: Target) -> str:
+    """Who is making the change, for the audit line. GetCallerIdentity needs no permission and
+    works even when denied (STS API reference, GetCallerIdentity)."""
+    return str(client("sts", target.region).get_caller_identity()["Arn"])
+
+
+class _KeyOutput:
+    """Where a handed-over key goes: stdout, or a new file created 0600 before anything is
+    changed (an existing file is refused) and removed again if the change fails."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self._fd: int | None = None
+        self.written = False
+
+    def __enter__(self) -> _KeyOutput:
+        if self.path is not None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as error:
+                raise CliError(f"--out {self.path}: {error.strerror}; give a new file's path") from None
+        return self
+
+    def write(self, key: str) -> None:
+        if self._fd is None:
+            print(key, flush=True)
+        else:
+            os.write(self._fd, f"{key}\n".encode())
+        self.written = True
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            if kind is not None and self.path is not None:
+                self.path.unlink(missing_ok=True)
+
+    def tell(self) -> str:
+        if not self.written:
+            return ""
+        return f"; the key is in {self.path} (mode 0600)" if self.path else "; the key is on stdout, shown once"
+
+
+def _audit(
+    output: _KeyOutput,
+    action: str,
+    changed: Client,
+    version: str,
+    caller: str,
+    *,
+    key: str | None,
+    base: Snapshot | None = None,
+) -> None:
+    """One line for the operator and one JSON log line: who, what, which version; never a key."""
+    headline, note = {
+        "add": (f"added client {changed.client_id} ({changed.name})", "services accept it from their next refresh"),
+        "rotate": (
+            f"rotated client {changed.client_id}'s key",
+            "services accept the new key from their next refresh, and the old one for their grace period "
+            "(API_KEYS_PREVIOUS_GRACE_SECONDS) after that",
+        ),
+        "revoke": (
+            f"revoked client {changed.client_id}",
+            "services refuse its keys from their next refresh (API_KEYS_REFRESH_SECONDS). To give it a key again, "
+            "wait that long or use a new client id: a service that sees a client's key replaced between two "
+            "refreshes takes that for a rotation",
+        ),
+        "show-key": (f"read client {changed.client_id}'s key", ""),
+    }[action]
+    written = f"version {version}" + (f" (was {base.version})" if base else "")
+    line = f"{headline}: {written}, by {caller}{output.tell()}" + (f"\n  {note}" if note else "")
+    print(line, file=sys.stderr if output.written and output.path is None else sys.stdout)
+    ensure_json_logging()
+    log_event(
+        logging.INFO,
+        Event.CLIENT_READ if action == "show-key" else Event.CLIENT_CHANGED,
+        "API key client " + ("key read" if action == "show-key" else "changed"),
+        action=action,
+        client_id=changed.client_id,
+        version=version,
+        **({"previous_version": base.version} if base else {}),
+        caller=caller,
+        **({"key_fingerprint": fingerprint(key)} if key else {}),
+    )
 
 
 def _print_table(rows: list[tuple[str, str, str]]) -> int:
@@ -329,30 +502,72 @@ def parser() -> argparse.ArgumentParser:
         ("doctor", cmd_doctor, True),
         ("rotate", cmd_rotate, True),
     ):
-        command = commands.add_parser(
-            name, help=(handler.__doc__ or name).strip().splitlines()[0] if handler.__doc__ else name
-        )
+        command = commands.add_parser(name, help=_summary(handler))
         command.set_defaults(handler=handler)
         command.add_argument("--env", help="environment name (stack)")
         if needs_target:
-            command.add_argument("--secret-arn", help="the secret's ARN (default: from the stack outputs)")
-            command.add_argument(
-                "--outputs", default=str(DEFAULT_OUTPUTS), help="stack outputs JSON (cdktf --outputs-file)"
-            )
+            _target_arguments(command)
         if name == "migrate":
             command.add_argument(
                 "--stdin", action="store_true", help="read the key list from stdin instead of API_KEYS"
             )
+    _clients_parser(commands)
     return root
+
+
+def _clients_parser(commands: Any) -> None:
+    clients = commands.add_parser(
+        "clients",
+        help="list, add, rotate, revoke one client; show one client's key",
+        description="Change one client at a time. Each change is written only if AWSCURRENT has not moved since it "
+        "was read, and is refused while a rotation is in progress. No command needs or prints another client's key.",
+    )
+    actions = clients.add_subparsers(dest="action", required=True)
+    for name, handler, example, hands_over_a_key in (
+        ("list", cmd_clients_list, "", False),
+        ("add", cmd_clients_add, "--client-id acme --name 'Acme Corp' --out acme.key", True),
+        ("rotate", cmd_clients_rotate, "--client-id acme --out acme.key", True),
+        ("revoke", cmd_clients_revoke, "--client-id acme", False),
+        ("show-key", cmd_clients_show_key, "--client-id acme --out acme.key", True),
+    ):
+        command = actions.add_parser(
+            name,
+            help=_summary(handler),
+            description=_summary(handler),
+            epilog=f"example: apikeys clients {name} --env prod {example}".rstrip(),
+        )
+        command.set_defaults(handler=handler)
+        command.add_argument("--env", help="environment name (stack)")
+        _target_arguments(command)
+        if name != "list":
+            command.add_argument("--client-id", required=True, help="the client's id (letters, digits, ._-)")
+        if name == "add":
+            command.add_argument("--name", required=True, help="the client's display name (no commas)")
+        if hands_over_a_key:
+            command.add_argument(
+                "--out", metavar="FILE", help="write the key to this new file (mode 0600) instead of stdout"
+            )
+
+
+def _target_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--secret-arn", help="the secret's ARN (default: from the stack outputs)")
+    command.add_argument("--outputs", default=str(DEFAULT_OUTPUTS), help="stack outputs JSON (cdktf --outputs-file)")
+
+
+def _summary(handler: Callable[..., int]) -> str:
+    return (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else handler.__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except CliError as error:
+    except (CliError, ClientChangeError) as error:
         print(f"apikeys: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except ApiKeyParseError as error:  # an argument (client id, name) the key list cannot hold
+        print(f"apikeys: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (ClientError, BotoCoreError) as error:
         print(f"apikeys: {_explain(error)}", file=sys.stderr)
         return EXIT_FAILED

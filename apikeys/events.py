@@ -17,7 +17,7 @@ METRIC_NAMESPACE = "Credlink/ApiKeys"
 
 
 class Event(StrEnum):
-    """Values of the `event` field in the loader's log lines."""
+    """Values of the `event` field in the log lines of the loader, the rotation function and the CLI."""
 
     LOADED = "apikeys.loaded"
     SECRET_READ_FAILED = "apikeys.secret_read_failed"  # noqa: S105 (an event name, not a credential)
@@ -27,6 +27,8 @@ class Event(StrEnum):
     REFRESH_FAILED = "apikeys.refresh_failed"
     ROTATION_STEP = "apikeys.rotation_step"
     ROTATION_FAILED = "apikeys.rotation_failed"
+    CLIENT_CHANGED = "apikeys.client_changed"  # the operator CLI's audit line: who changed which client
+    CLIENT_READ = "apikeys.client_key_read"  # the operator CLI's audit line: who read which client's key
 
 
 class FailureReason(StrEnum):

@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "MAX_SECRET_BYTES",
@@ -22,10 +23,16 @@ __all__ = [
     "ApiKeyParseError",
     "Client",
     "KeySet",
+    "check_client_id",
+    "check_key",
+    "check_name",
+    "fingerprint",
     "format_api_keys",
     "new_key",
     "parse_api_keys",
+    "parse_entries",
     "parse_secret_string",
+    "secret_document",
 ]
 
 MAX_SECRET_BYTES = 65_536  # Secrets Manager's limit for a secret value
@@ -47,6 +54,12 @@ class Client:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def fingerprint(key: str) -> str:
+    """A short SHA-256 prefix that tells keys apart in listings and audit lines; it cannot be
+    used as the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
 _PREFIX_BYTES = 8
@@ -120,11 +133,17 @@ def format_api_keys(entries: Iterable[tuple[str, Client]]) -> str:
 def parse_api_keys(value: str) -> KeySet:
     """Parse `key:clientId:Name,key:clientId:Name`. Whitespace around entries and fields is
     ignored; a name may contain spaces and colons; keys and client ids must be unique."""
+    return KeySet((_digest(key), client) for key, client in parse_entries(value))
+
+
+def parse_entries(value: str) -> list[tuple[str, Client]]:
+    """`parse_api_keys`, keeping each key and the entries' order: for the operator's tools,
+    which write the list back."""
     if len(value.encode("utf-8")) > MAX_SECRET_BYTES:
         raise ApiKeyParseError(f"the key list is over Secrets Manager's {MAX_SECRET_BYTES}-byte limit")
     if not value.strip():
         raise ApiKeyParseError("the key list is empty")
-    clients: dict[bytes, Client] = {}
+    entries: list[tuple[str, Client]] = []
     entry_of_key: dict[bytes, int] = {}
     entry_of_client: dict[str, int] = {}
     for number, entry in enumerate(value.split(","), start=1):
@@ -137,13 +156,8 @@ def parse_api_keys(value: str) -> KeySet:
         for field_name, field in zip(_FIELDS, fields, strict=True):
             if not field:
                 raise ApiKeyParseError(f'entry {number}, field "{field_name}": empty')
-        if len(key) < MIN_KEY_LENGTH or not _KEY_PATTERN.match(key):
-            raise ApiKeyParseError(
-                f'entry {number}, field "key": must be at least {MIN_KEY_LENGTH} characters of '
-                "letters, digits and ._~+/=- (no spaces)"
-            )
-        if not _CLIENT_ID_PATTERN.match(client_id):
-            raise ApiKeyParseError(f'entry {number}, field "clientId": letters, digits and ._- only')
+        check_key(key, f"entry {number}")
+        check_client_id(client_id, f"entry {number}")
         digest = _digest(key)
         if digest in entry_of_key:
             raise ApiKeyParseError(f'entry {number}, field "key": the same key as entry {entry_of_key[digest]}')
@@ -153,12 +167,37 @@ def parse_api_keys(value: str) -> KeySet:
             )
         entry_of_key[digest] = number
         entry_of_client[client_id] = number
-        clients[digest] = Client(client_id=client_id, name=name)
-    return KeySet(clients.items())
+        entries.append((key, Client(client_id=client_id, name=name)))
+    return entries
+
+
+def check_key(key: str, where: str) -> None:
+    if len(key) < MIN_KEY_LENGTH or not _KEY_PATTERN.match(key):
+        raise ApiKeyParseError(
+            f'{where}, field "key": must be at least {MIN_KEY_LENGTH} characters of '
+            "letters, digits and ._~+/=- (no spaces)"
+        )
+
+
+def check_client_id(client_id: str, where: str) -> None:
+    if not _CLIENT_ID_PATTERN.match(client_id):
+        raise ApiKeyParseError(f'{where}, field "clientId": letters, digits and ._- only, at most 128 characters')
+
+
+def check_name(name: str, where: str) -> None:
+    """A name is free text up to the entry's end: no comma (it separates entries), no edge spaces."""
+    if not name.strip() or "," in name or name != name.strip():
+        raise ApiKeyParseError(f'{where}, field "name": must be non-empty, without commas or leading/trailing spaces')
 
 
 def parse_secret_string(secret_string: str) -> KeySet:
     """Parse the secret's value: `{"apiKeys": "key:clientId:Name,..."}`."""
+    return parse_api_keys(secret_document(secret_string)["apiKeys"])
+
+
+def secret_document(secret_string: str) -> dict[str, Any]:
+    """The secret's JSON object, checked to hold a string `apiKeys` (other fields are kept by
+    whoever writes it back)."""
     if len(secret_string.encode("utf-8")) > MAX_SECRET_BYTES:
         raise ApiKeyParseError(f"the secret is over Secrets Manager's {MAX_SECRET_BYTES}-byte limit")
     try:
@@ -167,4 +206,4 @@ def parse_secret_string(secret_string: str) -> KeySet:
         raise ApiKeyParseError(f"the secret is not JSON (line {error.lineno}, column {error.colno})") from None
     if not isinstance(document, dict) or not isinstance(document.get("apiKeys"), str):
         raise ApiKeyParseError('the secret must be a JSON object with a string field "apiKeys"')
-    return parse_api_keys(document["apiKeys"])
+    return document

@@ -170,8 +170,8 @@ class ApiKeyLoader:
         self._lock = threading.Lock()
         self._client = client
         self._current = KeySet()
-        self._previous = KeySet()
-        self._previous_until = 0.0
+        # Keys replaced by recent changes, each set with the loader-clock time its grace ends.
+        self._in_grace: tuple[tuple[KeySet, float], ...] = ()
         self._version: str | None = None
         self._next_check = 0.0
         self._source = "none"
@@ -215,7 +215,7 @@ class ApiKeyLoader:
             else:
                 with self._lock:
                     self._current, self._version, self._source = keys, version, "secret"
-                    self._previous, self._previous_until = previous.of_clients_in(keys), previous_until
+                    self._in_grace = ((previous.of_clients_in(keys), previous_until),) if len(previous) else ()
                     self._schedule_next_check()
                 log_event(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
                 return
@@ -302,9 +302,13 @@ class ApiKeyLoader:
             )
             return
         with self._lock:
-            # Grace is for rotation: a client no longer in AWSCURRENT is refused from now on.
-            self._previous, self._current, self._version = self._current.of_clients_in(keys), keys, version
-            self._previous_until = self._clock() + self._settings.previous_grace.total_seconds()
+            # Grace is for rotation: a client no longer in AWSCURRENT is refused from now on,
+            # including its keys still in grace from earlier changes.
+            now = self._clock()
+            replaced = (self._current.of_clients_in(keys), now + self._settings.previous_grace.total_seconds())
+            still = ((previous.of_clients_in(keys), until) for previous, until in self._in_grace if until > now)
+            self._in_grace = tuple(grace for grace in (replaced, *still) if len(grace[0]))
+            self._current, self._version = keys, version
         log_event(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
 
     def authenticate(self, authorization: str | None) -> Client | None:
@@ -319,10 +323,13 @@ class ApiKeyLoader:
             return None
         key = key.strip()
         with self._lock:
-            current, previous, previous_until = self._current, self._previous, self._previous_until
+            current, in_grace = self._current, self._in_grace
         client = current.authenticate(key)
-        if client is None and self._clock() < previous_until:
-            client = previous.authenticate(key)
+        if client is None and in_grace:
+            now = self._clock()
+            client = next(
+                (found for keys, until in in_grace if now < until and (found := keys.authenticate(key))), None
+            )
         return client
 
     def __repr__(self) -> str:

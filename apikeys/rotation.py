@@ -16,7 +16,9 @@ is the `ClientRequestToken`) and then invokes this function once per step:
   in those states, because createSecret writes a new value and refuses an empty secret.
 - finishSecret: AWSCURRENT moves to the token (Secrets Manager moves AWSPREVIOUS to the old
   version, whose keys the loader keeps accepting for its grace period), then AWSPENDING is
-  removed so no label is left dangling.
+  removed so no label is left dangling. The pending value records the version it was made
+  from (`rotatedFrom`); if AWSCURRENT has moved since (an `apikeys clients` change landed
+  while the rotation ran), the step fails rather than undo that change.
 
 Every step first checks the stages: rotation must be enabled and the token known; a token
 that is already AWSCURRENT means there is nothing left to do; a token that is not
@@ -41,9 +43,10 @@ from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event, version_
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["CURRENT", "PENDING", "STEPS", "RotationError", "handler", "rotate"]
+__all__ = ["CURRENT", "PENDING", "ROTATED_FROM", "STEPS", "RotationError", "handler", "rotate"]
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+ROTATED_FROM = "rotatedFrom"  # the field of a rotated value naming the version its clients came from
 
 
 class RotationError(RuntimeError):
@@ -65,6 +68,7 @@ def create_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     document = _document(current["SecretString"], arn, CURRENT)
     clients = parse_secret_string(current["SecretString"]).clients
     document["apiKeys"] = format_api_keys((new_key(), client) for client in clients)
+    document[ROTATED_FROM] = current["VersionId"]
     client.put_secret_value(
         SecretId=arn, ClientRequestToken=token, SecretString=json.dumps(document), VersionStages=[PENDING]
     )
@@ -108,6 +112,13 @@ def finish_secret(client: SecretsManagerClient, arn: str, token: str) -> None:
     current = version_with_label(stages, CURRENT)
     if current is None:
         raise RotationError(f"{arn}: no version is AWSCURRENT")
+    pending = client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=PENDING)["SecretString"]
+    made_from = _document(pending, arn, PENDING).get(ROTATED_FROM, current)
+    if made_from != current:
+        raise RotationError(
+            f"{arn}: AWSCURRENT moved from {made_from} to {current} while version {token} was made; finishing "
+            f"would undo that change. Cancel this rotation (remove AWSPENDING from {token}) and rotate again"
+        )
     client.update_secret_version_stage(
         SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current
     )

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Self
 from unittest import mock
 
@@ -52,6 +52,7 @@ EPOCH_S = 1_800_000_000.0  # the simulated clock's zero, as a Unix time
 KEYS = 10
 
 LOADER = "credlink ApiKeyLoader"
+LOADER_REFRESH_ALTERNATIVES = (timedelta(seconds=60), timedelta(seconds=15))
 CACHING = "aws-secretsmanager-caching SecretCache"
 POWERTOOLS = "Powertools get_secret"
 
@@ -101,11 +102,15 @@ Request = Callable[[], bool]  # one request; True when it was served the rotated
 Starter = Callable[["SecretsManagerClient", str, SimClock, _Rotation], Request]
 
 
-def _start_loader(client: SecretsManagerClient, arn: str, clock: SimClock, rotation: _Rotation) -> Request:
-    loader = ApiKeyLoader(LoaderSettings(secret_arn=arn, region=REGION), client=client, clock=clock)
-    loader.load()
-    header = f"Bearer {rotation.new_key}"
-    return lambda: loader.authenticate(header) is not None
+def _loader_refreshing_every(interval: timedelta) -> Starter:
+    def start(client: SecretsManagerClient, arn: str, clock: SimClock, rotation: _Rotation) -> Request:
+        settings = LoaderSettings(secret_arn=arn, region=REGION, refresh_interval=interval)
+        loader = ApiKeyLoader(settings, client=client, clock=clock)
+        loader.load()
+        header = f"Bearer {rotation.new_key}"
+        return lambda: loader.authenticate(header) is not None
+
+    return start
 
 
 def _start_caching(client: SecretsManagerClient, arn: str, clock: SimClock, rotation: _Rotation) -> Request:
@@ -127,21 +132,25 @@ class _Contender:
     start: Starter
 
 
+def _loader(defaults: LoaderSettings, interval: timedelta) -> _Contender:
+    seconds = interval.total_seconds()
+    return _Contender(
+        LOADER if interval == defaults.refresh_interval else f"{LOADER}, refresh {seconds:.0f} s",
+        f"DescribeSecret every {seconds:.0f} s ±{defaults.refresh_jitter:.0%}; GetSecretValue only on a new version",
+        HOUR_S / seconds,
+        seconds * (1 + defaults.refresh_jitter),
+        _loader_refreshing_every(interval),
+    )
+
+
 def _contenders() -> list[_Contender]:
-    """Each contender with its default refresh policy."""
+    """Each contender with its default refresh policy; the loader also with shorter refresh
+    intervals (API_KEYS_REFRESH_SECONDS), which bound how long a revoked client is accepted."""
     settings = LoaderSettings(secret_arn=None, region=None)
-    interval = settings.refresh_interval.total_seconds()
     caching_ttl = float(SecretCacheConfig().secret_refresh_interval)
     max_age = float(DEFAULT_MAX_AGE_SECS)
     return [
-        _Contender(
-            LOADER,
-            f"DescribeSecret every {interval:.0f} s ±{settings.refresh_jitter:.0%}; "
-            "GetSecretValue only on a new version",
-            HOUR_S / interval,
-            interval * (1 + settings.refresh_jitter),
-            _start_loader,
-        ),
+        *(_loader(settings, interval) for interval in (settings.refresh_interval, *LOADER_REFRESH_ALTERNATIVES)),
         _Contender(
             CACHING,
             f"DescribeSecret every {caching_ttl / 2:.0f}-{caching_ttl:.0f} s (random); GetSecretValue on a new version",

@@ -201,7 +201,7 @@ def to_markdown(results: Results) -> str:
             ]
             for c in results.calls
         ]
-        header = ["contender (defaults)", "startup hour", "steady hour", "expected/h", "hour with a rotation",
+        header = ["contender", "startup hour", "steady hour", "expected/h", "hour with a rotation",
                   "calls to serve the new value", "time to serve it", "worst case"]  # fmt: skip
         lines += _table(header, rows)
         lines += ["", *(f"- {c.contender}: {c.policy}" for c in results.calls), ""]

@@ -118,14 +118,19 @@ def run_demo() -> dict[str, str]:
             raise DemoFailed(
                 f"step 'call the service' failed: good key -> {good}, bad key -> {bad} (expected 200, 401)"
             )
-        rotated = step(
+        rotated, new_key = step(
             "rotate the keys", lambda: rotate_and_check(url, region, outputs["secret_arn"], app_env, keys[0])
+        )
+        revoked = step(
+            "revoke demo-client-1 (apikeys clients revoke)",
+            lambda: revoke_and_check(url, app_env, "demo-client-1", (new_key, keys[0])),
         )
         return {
             **outputs,
             "key_count": str(len(keys)),
             "service_checks": f"good key {good}, bad key {bad}",
             "rotation": rotated,
+            "revocation": revoked,
         }
     finally:
         if service is not None:
@@ -134,7 +139,7 @@ def run_demo() -> dict[str, str]:
         step("stop local AWS", local_aws.stop_recorded)
 
 
-def rotate_and_check(url: str, region: str, secret_arn: str, env: dict[str, str], old_key: str) -> str:
+def rotate_and_check(url: str, region: str, secret_arn: str, env: dict[str, str], old_key: str) -> tuple[str, str]:
     output = apikeys_cli("rotate", "--env", ENV, env=env)
     token = output.split("version ", 1)[1].split()[0]
     server = local_aws.recorded()
@@ -150,7 +155,17 @@ def rotate_and_check(url: str, region: str, secret_arn: str, env: dict[str, str]
         raise RuntimeError(
             f"after the rotation: new key -> {statuses[0]}, old key -> {statuses[1]} (expected 200, 200)"
         )
-    return f"version {token} is AWSCURRENT; new key 200, previous key 200 (grace)"
+    return f"version {token} is AWSCURRENT; new key 200, previous key 200 (grace)", new_key
+
+
+def revoke_and_check(url: str, env: dict[str, str], client_id: str, its_keys: tuple[str, ...]) -> str:
+    """Revoke a client whose previous key is still in its rotation grace: every key of it is refused."""
+    apikeys_cli("clients", "revoke", "--env", ENV, "--client-id", client_id, env=env)
+    time.sleep(3)  # the service's refresh interval is 1 s here (300 s by default)
+    statuses = [http_status(url, key=key) for key in its_keys]
+    if any(status != 401 for status in statuses):
+        raise RuntimeError(f"after revoking {client_id}: its keys -> {statuses} (expected 401 for each)")
+    return f"{client_id}'s current and in-grace keys 401 from the service's next refresh"
 
 
 def main() -> int:
@@ -170,6 +185,7 @@ def main() -> int:
                 f"  alert topic     {result['alert_topic_arn']}",
                 f"  service         {result['service_checks']}",
                 f"  rotation        {result['rotation']}",
+                f"  revocation      {result['revocation']}",
                 "",
                 "Give the service its secret by ARN (a real deployment prints a real account's ARN):",
                 f"  export API_KEYS_SECRET_ARN={result['secret_arn']}",

@@ -6,6 +6,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -176,11 +177,43 @@ def terraform_captured(local: LocalDeployment, *args: str, extra_env: dict[str, 
     return result.stdout + result.stderr
 
 
+def operate_one_client_at_a_time(
+    local: LocalDeployment, dev: dict[str, str], key_files: Path, captured: list[str]
+) -> list[str]:
+    """Every `apikeys clients` command, and its refusals, with keys handed over in files; their
+    output and log lines go to `captured`. The keys handed over."""
+    env = {**local.environment("dev"), "AWS_REGION": REGION}
+    refused = 1
+    for expected, argv in (
+        (0, ["list"]),
+        (0, ["add", "--client-id", "canary-new", "--name", "Canary New", "--out", str(key_files / "added")]),
+        (0, ["rotate", "--client-id", "canary-client-1", "--out", str(key_files / "rotated")]),
+        (0, ["show-key", "--client-id", "canary-client-2", "--out", str(key_files / "shown")]),
+        (0, ["revoke", "--client-id", "canary-client-0"]),
+        (refused, ["add", "--client-id", "canary-new", "--name", "Again"]),  # it exists
+        (refused, ["show-key", "--client-id", "canary-client-0"]),  # revoked
+        (refused, ["rotate", "--client-id", "canary-new", "--out", str(key_files / "added")]),  # the file exists
+        (0, ["list"]),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "apikeys", "clients", argv[0], "--secret-arn", dev["secret_arn"], *argv[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == expected, (argv, result.stderr)
+        captured += [result.stdout, result.stderr]
+    return [path.read_text(encoding="utf-8").strip() for path in sorted(key_files.iterdir())]
+
+
 def test_canary_key_set_never_lands_in_any_artifact(
-    local: LocalDeployment, dev: dict[str, str], capfd: pytest.CaptureFixture[str]
+    local: LocalDeployment, dev: dict[str, str], capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Pass fake keys the ways a user would (TF_VAR through the write-only path; the operator
-    path straight to Secrets Manager), then search every artifact for any of them."""
+    path straight to Secrets Manager; one client at a time with `apikeys clients`), then
+    search every artifact for any of them."""
     tf_value, tf_keys = canary_key_set("tf")
     op_value, op_keys = canary_key_set("op")
     with_value = {"TF_VAR_api_keys_secret_string": tf_value}
@@ -199,6 +232,7 @@ def test_canary_key_set_never_lands_in_any_artifact(
         terraform_captured(local, "output", "-json"),
         terraform_captured(local, "state", "pull"),
     ]
+    handed_over = operate_one_client_at_a_time(local, dev, tmp_path, captured)
     out, err = capfd.readouterr()
     captured += [out, err]
 
@@ -209,7 +243,7 @@ def test_canary_key_set_never_lands_in_any_artifact(
     ]
     assert any(path.name == "canary.tfplan" for path in artifacts)
     assert any(path.name.endswith(".tfstate") for path in artifacts)
-    for secret in (*tf_keys, *op_keys):
+    for secret in (*tf_keys, *op_keys, *handed_over):
         for path in artifacts:
             assert secret.encode() not in path.read_bytes(), f"{secret[:10]}... found in {path}"
         for text in captured:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +22,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from apikeys.cli import main as cli_main
+from apikeys.clients import commit, read_snapshot
 from apikeys.keyset import parse_secret_string
 from apikeys.loader import ApiKeyLoader, JsonLineFormatter, LoaderSettings
 from apikeys.rotation import STEPS, RotationError, rotate
 from main import build_rotation_package
 from scripts.demo import http_status, start_service
 from scripts.local_aws import LocalAws, free_port, local_aws, run_rotation_function
+from tests.e2e.reference_service import RollingClient, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -234,6 +234,22 @@ def test_a_pending_value_that_loses_a_client_fails_the_test_step(standin: Secret
     assert standin.value("AWSCURRENT") == standin.original
 
 
+def test_a_client_change_that_lands_during_a_rotation_is_not_undone(standin: SecretsManagerStandIn) -> None:
+    """`apikeys clients` refuses to start during a rotation, but a change that read AWSCURRENT
+    just before the rotation started can land while it runs. finishSecret must not then put
+    back the value the rotation was made from."""
+    before = read_snapshot(standin.client, standin.arn)
+    token = standin.start()
+    standin.invoke("createSecret", token)
+    changed = commit(standin.client, standin.arn, before, before.with_key("web", "fake-changed-key-for-web-00000"))
+    standin.invoke("setSecret", token)
+    standin.invoke("testSecret", token)  # same clients, no key shared with AWSCURRENT: it passes
+    with pytest.raises(RotationError, match=f"AWSCURRENT moved from .* to {changed} while version {token} was made"):
+        standin.invoke("finishSecret", token)
+    assert standin.stages()[changed] == ["AWSCURRENT"]
+    assert _key_of(standin.value("AWSCURRENT"), "web") == "fake-changed-key-for-web-00000"
+
+
 @dataclass
 class Fault:
     """Make the client's `operation` fail on its `call`-th use (counting from 1), once."""
@@ -322,48 +338,9 @@ def test_three_rotations_in_a_row_with_a_running_service(server: LocalAws, stand
     assert client.failures == []
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float) -> float:
-    """Poll until `condition()` holds; return the monotonic time it first did."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic()
-
-
 def _key_of(value: str, client_id: str) -> str:
     entries: str = json.loads(value)["apiKeys"]
     return next(entry.split(":")[0] for entry in entries.split(",") if f":{client_id}:" in entry)
-
-
-@dataclass
-class RollingClient:
-    """A client of the service that calls it without pause with whichever key it holds."""
-
-    url: str
-    key: str
-    requests: int = 0
-    failures: list[int] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            status = http_status(self.url, key=self.key)
-            self.requests += 1
-            if status != 200:
-                self.failures.append(status)
-            time.sleep(0.02)
 
 
 @pytest.fixture

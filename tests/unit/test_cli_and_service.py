@@ -4,64 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from apikeys import cli
 from apikeys.cli import main
 from apikeys.loader import ApiKeyLoader, LoaderSettings
 from apikeys.service import create_app
+from tests.unit.conftest import REGION, run
 
-REGION = "us-east-1"
 KEY_1 = "fake_cli_key_11111111111111111111"
 KEY_2 = "fake_cli_key_22222222222222222222"
 KEY_3 = "fake_cli_key_33333333333333333333"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def deployed(aws: None, tmp_path: Path) -> dict[str, Any]:
-    """What `make deploy ENV=test` leaves: a CMK, the secret, a read policy on a task role, outputs."""
-    kms = boto3.client("kms", region_name=REGION)
-    secrets = boto3.client("secretsmanager", region_name=REGION)
-    iam = boto3.client("iam", region_name=REGION)
-    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
-    kms.enable_key_rotation(KeyId=key_arn)
-    secret_arn = secrets.create_secret(Name="credlink/test/api-keys", KmsKeyId=key_arn)["ARN"]
-    iam.create_role(RoleName="credlink-test-task", AssumeRolePolicyDocument="{}")
-    policy_arn = iam.create_policy(PolicyName="credlink-test-api-keys-read", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                                                 "Resource": secret_arn}]}))["Policy"]["Arn"]  # fmt: skip
-    iam.attach_role_policy(RoleName="credlink-test-task", PolicyArn=policy_arn)
-    outputs = tmp_path / "outputs.json"
-    stack = {"secret_arn": secret_arn, "kms_key_arn": key_arn, "read_policy_arn": policy_arn}
-    outputs.write_text(json.dumps({"test": stack}), encoding="utf-8")
-    return {**stack, "outputs": str(outputs), "secrets": secrets}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_generate_makes_long_random_prefixed_keys(capsys: pytest.CaptureFixture[str]) -> None:

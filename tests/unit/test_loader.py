@@ -374,9 +374,29 @@ def test_grace_is_for_rotation_not_for_removal(secrets: Any, lines: list[str]) -
     clock.now += 301  # the next refresh, well inside the grace window of the rotation
     assert loader.authenticate(f"Bearer {KEY_2}") is None  # revoked: refused at once
     assert loader.authenticate(f"Bearer {KEY_3}") == Client("c1", "Name c1")
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")  # a later change keeps c1's grace
 
-    clock.now += 3601
+    clock.now += 3600 - 301 - 1  # one second before the rotation's grace ends
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
+    clock.now += 2
     assert loader.authenticate(f"Bearer {KEY_1}") is None  # c1's old key: grace over
+
+
+def test_a_client_revoked_while_its_old_key_is_in_grace_loses_both_keys(secrets: Any, lines: list[str]) -> None:
+    arn = make_secret(secrets, secret_value((KEY_1, "c1"), (KEY_2, "c2")))
+    clock = Clock()
+    loader = ApiKeyLoader(
+        LoaderSettings(secret_arn=arn, region=REGION, refresh_jitter=0.0), client=secrets, clock=clock
+    )
+    loader.load()
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_1, "c1"), (KEY_3, "c2")))  # c2 rotated
+    clock.now += 301
+    assert loader.authenticate(f"Bearer {KEY_2}") == Client("c2", "Name c2")  # old key, in grace
+    secrets.put_secret_value(SecretId=arn, SecretString=secret_value((KEY_1, "c1")))  # c2 revoked
+    clock.now += 301
+    assert loader.authenticate(f"Bearer {KEY_2}") is None
+    assert loader.authenticate(f"Bearer {KEY_3}") is None
+    assert loader.authenticate(f"Bearer {KEY_1}") == Client("c1", "Name c1")
 
 
 def test_a_process_started_during_grace_accepts_no_removed_client(secrets: Any, lines: list[str]) -> None:

@@ -1,0 +1,51 @@
+"""The reference service's side of the e2e tests: a client that keeps calling it, and polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scripts.demo import http_status
+
+__all__ = ["RollingClient", "wait_for"]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float) -> float:
+    """Poll until `condition()` holds; return the monotonic time it first did."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+@dataclass
+class RollingClient:
+    """A client of the service that calls it without pause with whichever key it holds."""
+
+    url: str
+    key: str
+    requests: int = 0
+    failures: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status = http_status(self.url, key=self.key)
+            self.requests += 1
+            if status != 200:
+                self.failures.append(status)
+            time.sleep(0.02)
