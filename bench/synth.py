@@ -58,8 +58,13 @@ recovery_window_days = 14
 kms_deletion_window_days = 14
 alert_emails = ["platform-alerts+{name}@example.com"]
 
+[access]
+apply_roles = ["credlink-{name}-deploy"]
+plan_roles = ["credlink-{name}-plan"]
+operator_roles = ["credlink-{name}-operator"]
+
 [service]
-task_role_names = ["credlink-{name}-api-task"]
+task_roles = ["credlink-{name}-api-task"]
 log_group_name = "/credlink/{name}/app"
 
 [tags]

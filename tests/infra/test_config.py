@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.synth import generate_envs
 from stacks.config import ConfigError, load_environment, load_environments
 from tests.conftest import PROJECT_ROOT, QA_ENV, run_main
 
@@ -190,3 +191,9 @@ def test_error_never_echoes_a_value_it_rejects(tmp_path: Path) -> None:
         load_environment(path)
     assert fake_secret not in str(raised.value)
     assert re.search(r"api_keys: unknown key", str(raised.value))
+
+
+def test_the_benchmarks_generated_env_files_are_valid(tmp_path: Path) -> None:
+    """`make bench` synthesizes generated env files: they follow the schema as it is now."""
+    configs = load_environments(generate_envs(tmp_path, 2).glob("*.toml"))
+    assert sorted(config.environment for config in configs) == ["bench01", "bench02"]
