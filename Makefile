@@ -24,7 +24,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 
 test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov
 	$(PY) -m pytest
+
+unit: $(VENV)/.installed ## The fast tests alone: loader, CLI, rotation logic (no Node, Terraform or local AWS)
+	$(PY) -m pytest tests/unit
 
 lint: setup ## ruff, mypy --strict, terraform fmt
 	$(VENV)/bin/ruff check .

@@ -52,7 +52,7 @@ def synthesize(
 # The rotation function's code: `apikeys.rotation` and the modules it imports (boto3 comes
 # with the Lambda runtime). tests/infra/test_rotation_package.py imports the handler from
 # the archive alone.
-ROTATION_PACKAGE_MODULES = ("__init__.py", "events.py", "keyset.py", "loader.py", "rotation.py")
+ROTATION_PACKAGE_MODULES = ("__init__.py", "aws.py", "events.py", "keyset.py", "logs.py", "rotation.py")
 # Fixed entry times and modes: the archive's bytes depend only on the code.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from apikeys.aws import BOTO_CONFIG, version_with_label
 from apikeys.clients import (
     ClientChangeError,
     Snapshot,
@@ -52,7 +53,8 @@ from apikeys.keyset import (
     parse_api_keys,
     parse_secret_string,
 )
-from apikeys.loader import BOTO_CONFIG, LoaderSettings, ensure_json_logging, log_event, version_with_label
+from apikeys.loader import LoaderSettings
+from apikeys.logs import ensure_json_logging, log_event
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -77,8 +79,14 @@ class Target:
 
     @property
     def region(self) -> str:
+        """The secret's region, from its ARN (a Secrets Manager ARN always names it)."""
         match = ARN_PATTERN.match(self.secret_arn)
-        return match[1] if match else os.environ.get("AWS_REGION", "us-east-1")
+        if match is None:
+            raise CliError(
+                f"{self.secret_arn!r} is not a Secrets Manager secret ARN "
+                "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>): pass the full ARN"
+            )
+        return match[1]
 
 
 def resolve(args: argparse.Namespace) -> Target:
@@ -116,12 +124,14 @@ def _exists(secretsmanager: SecretsManagerClient, arn: str) -> bool:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Print a new random key (43 URL-safe characters, prefixed with the env name if given)."""
     prefix = f"{args.env}_" if args.env else ""
     print(f"{prefix}{new_key()}")
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    """Write a whole key list (API_KEYS or stdin, never argv) as a new secret version."""
     value = sys.stdin.read() if args.stdin else os.environ.get("API_KEYS", "")
     if not value.strip():
         raise CliError("no keys given: set API_KEYS in the environment or pass --stdin (never on the command line)")
@@ -154,6 +164,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Check the deployment (key, replicas, read policy, value, rotation); exit 1 on any FAIL."""
     target = resolve(args)
     rows: list[tuple[str, str, str]] = []
 
@@ -452,7 +463,7 @@ def _explain(error: Exception) -> str:
         return {
             "AccessDeniedException": "AccessDenied: the caller lacks secretsmanager:GetSecretValue/DescribeSecret on "
             "this secret, or the secret's resource policy denies it. Attach the read policy to the *task* role (not "
-            "the execution role), and check the role is in the stack's task_role_names.",
+            "the execution role), and check the role is in the env file's service.task_roles.",
             "ResourceNotFoundException": "NotFound: no secret with this ARN in this region/account. Check "
             "API_KEYS_SECRET_ARN against the stack output secret_arn, and that AWS_REGION matches the ARN's region.",
             "DecryptionFailure": "KMS decrypt failed: the caller lacks kms:Decrypt on the secret's key (via Secrets "
@@ -462,21 +473,24 @@ def _explain(error: Exception) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Explain why a service cannot read its keys: identity, region, account, access."""
     rows: list[tuple[str, str, str]] = [("PASS", "AWS SDK", f"boto3 {boto3.__version__}")]
     target = resolve(args)
     match = ARN_PATTERN.match(target.secret_arn)
     rows.append(
         ("PASS" if match else "FAIL", "ARN shape", target.secret_arn if match else "not a Secrets Manager secret ARN")
     )
+    if match is None:
+        return _print_table(rows)  # no region, account or secret to check without one
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if match and region and region != match[1]:
+    if region and region != match[1]:
         rows.append(("FAIL", "region", f"AWS_REGION={region} but the ARN is in {match[1]}: the SDK would look there"))
     else:
         rows.append(("PASS", "region", region or f"(from the ARN) {target.region}"))
     try:
         identity = client("sts", target.region).get_caller_identity()
         rows.append(("PASS", "caller identity", f"{identity['Arn']} (account {identity['Account']})"))
-        if match and identity["Account"] != match[2]:
+        if identity["Account"] != match[2]:
             rows.append(
                 ("FAIL", "account", f"the secret is in account {match[2]}, the caller in {identity['Account']}")
             )
@@ -493,19 +507,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="apikeys", description="Operate the service's API keys in Secrets Manager.")
-    commands = root.add_subparsers(dest="command", required=True)
-    for name, handler, needs_target in (
-        ("generate", cmd_generate, False),
-        ("migrate", cmd_migrate, True),
-        ("verify", cmd_verify, True),
-        ("doctor", cmd_doctor, True),
-        ("rotate", cmd_rotate, True),
+    root = argparse.ArgumentParser(
+        prog="apikeys",
+        description="Operate the service's API keys in Secrets Manager. Output names clients and counts, never keys.",
+        epilog="The secret's ARN comes from --secret-arn, else from the stack outputs of --env (make deploy).",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, handler, example in (
+        ("generate", cmd_generate, "--env prod"),
+        ("migrate", cmd_migrate, "--env prod --stdin < keys.txt"),
+        ("verify", cmd_verify, "--env prod"),
+        (
+            "doctor",
+            cmd_doctor,
+            "--secret-arn arn:aws:secretsmanager:us-east-1:123456789012:secret:credlink/prod/api-keys-AbCdEf",
+        ),
+        ("rotate", cmd_rotate, "--env prod"),
     ):
-        command = commands.add_parser(name, help=_summary(handler))
-        command.set_defaults(handler=handler)
+        command = _command(commands, name, handler, f"apikeys {name} {example}")
         command.add_argument("--env", help="environment name (stack)")
-        if needs_target:
+        if name != "generate":
             _target_arguments(command)
         if name == "migrate":
             command.add_argument(
@@ -515,14 +536,23 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _command(commands: Any, name: str, handler: Callable[..., int], example: str) -> argparse.ArgumentParser:
+    summary = _summary(handler)
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary, epilog=f"example: {example}"
+    )
+    command.set_defaults(handler=handler)
+    return command
+
+
 def _clients_parser(commands: Any) -> None:
     clients = commands.add_parser(
         "clients",
-        help="list, add, rotate, revoke one client; show one client's key",
+        help="List, add, rotate or revoke one client; show one client's key.",
         description="Change one client at a time. Each change is written only if AWSCURRENT has not moved since it "
         "was read, and is refused while a rotation is in progress. No command needs or prints another client's key.",
     )
-    actions = clients.add_subparsers(dest="action", required=True)
+    actions = clients.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, handler, example, hands_over_a_key in (
         ("list", cmd_clients_list, "", False),
         ("add", cmd_clients_add, "--client-id acme --name 'Acme Corp' --out acme.key", True),
@@ -530,13 +560,7 @@ def _clients_parser(commands: Any) -> None:
         ("revoke", cmd_clients_revoke, "--client-id acme", False),
         ("show-key", cmd_clients_show_key, "--client-id acme --out acme.key", True),
     ):
-        command = actions.add_parser(
-            name,
-            help=_summary(handler),
-            description=_summary(handler),
-            epilog=f"example: apikeys clients {name} --env prod {example}".rstrip(),
-        )
-        command.set_defaults(handler=handler)
+        command = _command(actions, name, handler, f"apikeys clients {name} --env prod {example}".rstrip())
         command.add_argument("--env", help="environment name (stack)")
         _target_arguments(command)
         if name != "list":

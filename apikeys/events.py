@@ -40,6 +40,7 @@ class FailureReason(StrEnum):
     THROTTLED = "throttled"
     NETWORK = "network"
     MALFORMED = "malformed"
+    OTHER = "other"  # any error not classified above (e.g. a secret scheduled for deletion): no access alarm
 
 
 @dataclass(frozen=True)

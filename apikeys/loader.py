@@ -20,29 +20,23 @@ Every log line is one JSON object whose `event`/`reason` fields are the contract
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from apikeys.aws import BOTO_CONFIG, version_with_label
 from apikeys.events import Event, FailureReason
 from apikeys.keyset import ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
+from apikeys.logs import JsonLineFormatter, ensure_json_logging, log_event
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -59,11 +53,6 @@ __all__ = [
     "version_with_label",
 ]
 
-LOGGER = logging.getLogger("apikeys")
-# botocore's own retries (standard mode: exponential backoff with jitter on throttling and
-# transient errors); short timeouts so a dead endpoint fails startup fast.
-BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
-
 
 class NoKeySourceError(RuntimeError):
     """Neither API_KEYS_SECRET_ARN nor API_KEYS is set and auth is on: refuse to start."""
@@ -75,34 +64,6 @@ class SecretReadError(RuntimeError):
     def __init__(self, reason: FailureReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: level, logger, message and the record's `fields`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        line.update(getattr(record, "fields", {}))
-        return json.dumps(line, sort_keys=True)
-
-
-def version_with_label(stages: Mapping[str, Sequence[str]], label: str) -> str | None:
-    """The version carrying a staging label, from DescribeSecret's `VersionIdsToStages`."""
-    return next((version for version, labels in stages.items() if label in labels), None)
-
-
-def log_event(level: int, event: Event, message: str, **fields: object) -> None:
-    LOGGER.log(level, message, extra={"fields": {"event": str(event), **fields}})
-
-
-def ensure_json_logging() -> None:
-    """Give the `apikeys` logger a JSON handler unless the application configured one."""
-    if not LOGGER.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonLineFormatter())
-        LOGGER.addHandler(handler)
-        LOGGER.setLevel(logging.INFO)
-        LOGGER.propagate = False
 
 
 @dataclass(frozen=True)
@@ -134,10 +95,24 @@ def _region_of(arn: str | None) -> str | None:
     return parts[3] if len(parts) > 3 and parts[3] else None
 
 
+# The caller is not allowed, or its credentials are not accepted: both are "denied".
+_DENIED_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+    }
+)
+
+
 def _classify(error: Exception) -> FailureReason:
+    """The failure class of an SDK error; what is not known to be one of the others is `other`."""
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
-        if code in ("AccessDeniedException", "AccessDenied"):
+        if code in _DENIED_CODES:
             return FailureReason.DENIED
         if code == "ResourceNotFoundException":
             return FailureReason.NOT_FOUND
@@ -145,14 +120,12 @@ def _classify(error: Exception) -> FailureReason:
             return FailureReason.DECRYPT
         if code in ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"):
             return FailureReason.THROTTLED
-        return (
-            FailureReason.NETWORK
-            if code.startswith(("InternalService", "ServiceUnavailable"))
-            else FailureReason.DENIED
-        )
-    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | BotoCoreError):
+        if code.startswith(("InternalService", "ServiceUnavailable")):
+            return FailureReason.NETWORK
+        return FailureReason.OTHER
+    if isinstance(error, BotoConnectionError | HTTPClientError):  # unreachable, timed out, connection dropped
         return FailureReason.NETWORK
-    return FailureReason.MALFORMED
+    return FailureReason.OTHER
 
 
 class ApiKeyLoader:

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from apikeys.aws import BOTO_CONFIG, version_with_label
 from apikeys.events import Event
 from apikeys.keyset import ApiKeyParseError, format_api_keys, new_key, parse_secret_string
-from apikeys.loader import BOTO_CONFIG, ensure_json_logging, log_event, version_with_label
+from apikeys.logs import ensure_json_logging, log_event
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

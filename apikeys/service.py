@@ -15,8 +15,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flask import Flask, Response, g, jsonify, request
-from werkzeug.serving import make_server
+try:
+    from flask import Flask, Response, g, jsonify, request
+    from werkzeug.serving import make_server
+except ImportError:  # the runtime installs without it
+    raise SystemExit(
+        "apikeys.service: the reference service needs Flask: pip install 'credlink-apikeys[service]'"
+    ) from None
 
 from apikeys.loader import ApiKeyLoader
 

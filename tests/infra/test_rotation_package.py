@@ -39,8 +39,10 @@ sys.path[:0] = [package_dir]
 sys.path.append(site_packages)  # boto3, as the Lambda runtime provides it; no .pth files (no editable install)
 import apikeys.rotation
 assert callable(apikeys.rotation.handler)
-loaded = [module.__file__ for name, module in sys.modules.items() if name.startswith("apikeys")]
-assert all(path.startswith(package_dir) for path in loaded), loaded
+loaded = {name: module.__file__ for name, module in sys.modules.items() if name.split(".")[0] == "apikeys"}
+assert all(path.startswith(package_dir) for path in loaded.values()), loaded
+packaged = {"apikeys" if name == "__init__.py" else f"apikeys.{name[:-3]}" for name in sys.argv[3].split(",")}
+assert set(loaded) == packaged, sorted(set(loaded) ^ packaged)  # all it imports, nothing more (not the loader)
 """
 
 
@@ -50,8 +52,7 @@ def test_the_handler_imports_from_the_archive_alone(synthesized: Synthesis, tmp_
         package.extractall(tmp_path)
     module, _, name = function["handler"].rpartition(".")
     assert (module, name) == ("apikeys.rotation", "handler")
-    result = run_captured(
-        [sys.executable, "-I", "-S", "-c", _IMPORT_LIKE_LAMBDA, str(tmp_path), sysconfig.get_paths()["purelib"]],
-        env={},
-    )
+    packaged = ",".join(ROTATION_PACKAGE_MODULES)
+    argv = [sys.executable, "-I", "-S", "-c", _IMPORT_LIKE_LAMBDA, str(tmp_path), sysconfig.get_paths()["purelib"]]
+    result = run_captured([*argv, packaged], env={})
     assert result.returncode == 0, result.stderr

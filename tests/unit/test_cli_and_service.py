@@ -159,3 +159,33 @@ def test_verify_reports_an_unreadable_key_and_a_stale_replica_instead_of_crashin
     assert "FAIL  replica in sync" in out
     assert "us-west-2: Failed (Access denied to the KMS key)" in out
     assert "Traceback" not in err
+
+
+def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    top = run_help(capsys)
+    for command in ("generate", "migrate", "verify", "doctor", "rotate", "clients"):
+        line = next(line for line in top.splitlines() if line.strip().startswith(command))
+        assert line.strip() != command  # a one-line help next to the name
+        if command != "clients":
+            assert f"example: apikeys {command}" in run_help(capsys, command)
+
+
+def run_help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, *argv, "--help")
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_a_malformed_arn_is_one_line_not_a_guessed_region(
+    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    code, out, err = run(capsys, "clients", "list", "--secret-arn", "credlink/prod/api-keys")
+    assert (code, out) == (1, "")
+    assert err.startswith("apikeys: 'credlink/prod/api-keys' is not a Secrets Manager secret ARN")
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "doctor", "--secret-arn", "credlink/prod/api-keys")
+    assert code == 1
+    assert "FAIL  ARN shape" in out

@@ -134,6 +134,8 @@ def test_unreadable_secret_without_fallback_refuses_to_start(secrets: Any) -> No
         ("ResourceNotFoundException", "not_found"),
         ("DecryptionFailure", "decrypt"),
         ("ThrottlingException", "throttled"),
+        ("ExpiredTokenException", "denied"),
+        ("InvalidRequestException", "other"),  # e.g. the secret is scheduled for deletion
     ],
 )
 def test_each_failure_class_is_named(code: str, reason: str, lines: list[str]) -> None:
@@ -269,9 +271,10 @@ def test_loader_lines_trigger_exactly_the_alarms_they_should(secrets: Any, lines
     assert not any(cloudwatch_json_filter_matches(pattern, loaded) for pattern in patterns.values())
 
 
-def test_throttling_is_not_an_access_alarm(lines: list[str]) -> None:
+@pytest.mark.parametrize("reason", ["throttled", "network", "malformed", "other"])
+def test_failures_that_are_not_about_access_raise_no_access_alarm(lines: list[str], reason: str) -> None:
     pattern = next(event.pattern for event in ALARMED_EVENTS if event.name == "secret_read_failed")
-    line = json.dumps({"event": Event.SECRET_READ_FAILED, "reason": "throttled"})
+    line = json.dumps({"event": Event.SECRET_READ_FAILED, "reason": reason})
     assert not cloudwatch_json_filter_matches(pattern, line)
     assert cloudwatch_json_filter_matches(pattern, json.dumps({"event": Event.REFRESH_FAILED, "reason": "decrypt"}))
 
