@@ -1,4 +1,4 @@
-"""Lean loading of the prebuilt AWS provider bindings (cdktf issue #3753).
+"""Lean loading of the prebuilt AWS provider bindings (hashicorp/terraform-cdk#3753).
 
 `cdktf_cdktf_provider_aws/__init__.py` imports all ~2,135 resource modules "to ensure
 their types are registered with the jsii runtime": about 25 s and 500 MB per Python

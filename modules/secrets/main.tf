@@ -67,7 +67,7 @@ resource "aws_secretsmanager_secret_policy" "this" {
   # only this PutResourcePolicy call: a later call without the flag, or DeleteResourcePolicy,
   # can still remove the Deny. An SCP that denies secretsmanager:PutResourcePolicy unless
   # secretsmanager:BlockPublicPolicy is true (and DeleteResourcePolicy) makes it hold for the
-  # whole account (docs/security.md).
+  # whole account (docs/security-model.md).
   block_public_policy = true
 }
 
