@@ -18,6 +18,12 @@ endif
 ALLOW_DESTROY ?=
 STACKCTL := $(PY) -m scripts.stackctl --env $(ENV) --target $(TARGET)
 
+# Node.js 22 or newer for everything that runs on Node (the cdktf CLI, jsii, the tests): the
+# machine's when it is new enough, else a pinned Node 22 for this project (scripts/node.sh).
+NODE_BIN := $(CURDIR)/.tooling/node/bin
+export PATH := $(NODE_BIN):$(PATH)
+export JSII_NODE := $(NODE_BIN)/node
+
 # Project-local Terraform CLI config: the machine's provider mirror when there is one,
 # the public registry otherwise (scripts/terraformrc.sh).
 export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
@@ -29,7 +35,7 @@ export TF_IN_AUTOMATION := 1
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, cdktf CLI, Terraform config)
+setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, Terraform config)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +43,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .  # the `apikeys` command (build: pyproject build-system pin)
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
+.tooling/node/.installed: scripts/node.sh scripts/node-runtime/package-lock.json
+	scripts/node.sh >/dev/null
+	touch $@
+
+node_modules/.installed: package.json package-lock.json .tooling/node/.installed
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

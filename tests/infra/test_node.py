@@ -1,0 +1,35 @@
+"""Everything on Node runs on a supported Node (22 or newer), and synthesis is quiet: no
+end-of-life banner from jsii, no deprecation warning from the libraries it runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.synth import generate_envs
+from main import PROJECT_NODE
+from tests.conftest import PROJECT_ROOT, run_captured
+
+pytestmark = pytest.mark.synth
+
+MINIMUM_MAJOR = 22
+
+
+def test_the_projects_node_is_supported() -> None:
+    result = run_captured([str(PROJECT_ROOT / "scripts" / "node.sh")], env=os.environ)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == PROJECT_NODE
+    version = run_captured([str(PROJECT_NODE), "--version"], env=os.environ).stdout.strip()
+    assert int(version.lstrip("v").split(".")[0]) >= MINIMUM_MAJOR, version
+
+
+def test_a_synthesis_writes_nothing_to_stderr(tmp_path: Path) -> None:
+    """Without make (JSII_NODE unset), main.py still starts jsii on the project's Node."""
+    environment = {name: value for name, value in os.environ.items() if name != "JSII_NODE"}
+    environment |= {"CREDLINK_ENVS_DIR": str(generate_envs(tmp_path / "envs", 1)), "CDKTF_OUTDIR": str(tmp_path)}
+    result = run_captured([sys.executable, str(PROJECT_ROOT / "main.py")], env=environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
