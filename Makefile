@@ -30,7 +30,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test unit lint clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,11 +71,15 @@ test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terrafor
 unit: $(VENV)/.installed ## The fast tests alone: loader, CLI, rotation logic (no Node, Terraform or local AWS)
 	$(PY) -m pytest tests/unit
 
-lint: setup ## ruff, mypy --strict, terraform fmt
+lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy main.py stacks apikeys scripts tests bench
 	terraform fmt -check -recursive modules
+	$(PY) -m scripts.module_docs --check
+
+module-docs: setup ## Regenerate the inputs/outputs tables of modules/*/README.md from the code
+	$(PY) -m scripts.module_docs
 
 local-up: setup ## Start local AWS (moto on a free 127.0.0.1 port)
 	$(PY) -m scripts.local_aws start >/dev/null

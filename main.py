@@ -74,8 +74,9 @@ def build_rotation_package(staging: Path) -> Path:
 
 def _refuse_module_working_dirs() -> None:
     """cdktf copies each local module, whole, into the stack's assets; a `.terraform` dir left
-    by running terraform inside modules/ would be copied too (and break on its symlinks)."""
-    for leftover in sorted(Path("modules").glob("*/.terraform")):
+    by running terraform inside modules/ (or one of their examples) would be copied too (and
+    break on its symlinks)."""
+    for leftover in sorted(Path("modules").glob("**/.terraform")):
         raise ConfigError(f"{leftover}: remove this Terraform working directory before synthesizing")
 
 

@@ -164,7 +164,6 @@ def read_back(
     secret_arn = outputs["secret_arn"]
     account = secret_arn.split(":")[4]
     partition = secret_arn.split(":")[1]
-    prefix = f"{config.name_prefix}-api-keys-"
 
     def role(name: str) -> Principal:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
@@ -174,7 +173,7 @@ def read_back(
     rotation = config.rotation.enabled
     principals: dict[str, list[Principal]] = {
         "task_role": [role(role_name(name)) for name in service.task_roles],
-        "rotation_role": [role(f"{prefix}rotation")] if rotation else [],
+        "rotation_role": [role(config.rotation_function_name)] if rotation else [],
         "operator_role": [role(role_name(name)) for name in access.operator_roles],
         "apply_role": [role(role_name(name)) for name in access.apply_roles],
         "plan_role": [role(role_name(name)) for name in access.plan_roles],
@@ -217,17 +216,17 @@ def read_back(
     }
     log_group = service.log_group_name
     if rotation:
-        function = client("lambda").get_function(FunctionName=f"{prefix}rotation")["Configuration"]
+        function = client("lambda").get_function(FunctionName=config.rotation_function_name)["Configuration"]
         policy = _document(client("lambda").get_policy(FunctionName=function["FunctionArn"])["Policy"])
         resources["rotation_function"] = [Resource(function["FunctionArn"], policy)]
-        log_group = f"/aws/lambda/{prefix}rotation"
+        log_group = config.rotation_log_group_name
     arn = f"arn:{partition}:{{service}}:{config.region}:{account}:"
     bindings = {
         **_copy_bindings(config.region, secret_arn),
         "account": account,
         "topic": topic_arn,
         "other_topic": f"{arn.format(service='sns')}another-topic",
-        "alarm": f"{arn.format(service='cloudwatch')}alarm:{prefix}secret-read-failed",
+        "alarm": f"{arn.format(service='cloudwatch')}alarm:{config.alarm_name_prefix}secret-read-failed",
         "other_alarm": f"{arn.format(service='cloudwatch')}alarm:another-alarm",
         "log_group": f"{arn.format(service='logs')}log-group:{log_group}",
         "other_log_group": f"{arn.format(service='logs')}log-group:/another/log-group",

@@ -199,6 +199,53 @@ class EnvironmentConfig(_Model):
     def name_prefix(self) -> str:
         return f"{self.project_name}-{self.environment}"
 
+    # The names the stack gives what it creates. Every one starts with `resource_prefix`, which
+    # the pipeline roles' policies (stacks/pipeline_policies.py) rely on.
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"{self.name_prefix}-api-keys"
+
+    @property
+    def secrets_key_alias(self) -> str:
+        """The alias of the key that encrypts the secret (the same in every replica region)."""
+        return f"alias/{self.resource_prefix}"
+
+    @property
+    def monitoring_key_alias(self) -> str:
+        return f"alias/{self.resource_prefix}-monitoring"
+
+    @property
+    def topic_name(self) -> str:
+        return f"{self.resource_prefix}-alerts"
+
+    @property
+    def alarm_name_prefix(self) -> str:
+        return f"{self.resource_prefix}-"
+
+    @property
+    def metric_namespace(self) -> str:
+        """The CloudWatch namespace of the metrics counted from the loader's log lines."""
+        return f"{self.project_name}/{self.environment}/ApiKeys"
+
+    @property
+    def rotation_function_name(self) -> str:
+        """The rotation function's name, also its role's (created at the root path)."""
+        return f"{self.resource_prefix}-rotation"
+
+    @property
+    def rotation_log_group_name(self) -> str:
+        """Where Lambda writes the rotation function's log."""
+        return f"/aws/lambda/{self.rotation_function_name}"
+
+    @property
+    def read_policy_name(self) -> str:
+        return f"{self.resource_prefix}-read"
+
+    @property
+    def operator_policy_name(self) -> str:
+        return f"{self.resource_prefix}-operate"
+
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]

@@ -220,9 +220,9 @@ class _Names:
         self.config = config
         self.region = config.region
         self.regions = (config.region, *config.replica_regions)
-        self.prefix = f"{config.name_prefix}-api-keys"  # roles, policies, alarms, topic, function
-        self.function_name = f"{self.prefix}-rotation"
-        self.topic_name = f"{self.prefix}-alerts"
+        self.prefix = config.resource_prefix  # roles, policies, alarms, topic, function, key aliases
+        self.function_name = config.rotation_function_name
+        self.topic_name = config.topic_name
 
     def arn(self, service: str, resource: str, *, region: str | None = None, account: str = RESOURCE_ACCOUNT) -> str:
         return f"arn:{PARTITION}:{service}:{region or self.region}:{account}:{resource}"

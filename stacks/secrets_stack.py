@@ -3,9 +3,18 @@ alerts and rotation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jsii
 from cdktf import (
     DataResource,
     Fn,
+    IResolveContext,
+    IStringProducer,
+    Lazy,
     LocalBackend,
     Precondition,
     S3Backend,
@@ -49,26 +58,28 @@ class SecretsStack(TerraformStack):
         self.rotation_package_path = rotation_package_path
         self._configure_backend()
         self._providers()
-        caller = DataAwsCallerIdentity(self, "caller")
-        self.account = AccountContext(
-            partition=DataAwsPartition(self, "partition").partition, account_id=caller.account_id, region=config.region
-        )
-        # The principal running this plan, as an IAM ARN (an assumed role's session resolves to its role).
-        self.caller_arn = DataAwsIamSessionContext(self, "deployer", arn=caller.arn).issuer_arn
-        prefix = config.name_prefix
-        self.alarm_prefix = f"{prefix}-api-keys-"
-        self.rotation_function_name = f"{prefix}-api-keys-rotation"
-        self.topic_name = f"{prefix}-api-keys-alerts"
-
+        self._account()
         self._roles()
         self._keys()
         self._service()
-        self._secret()
         self._alerts()
+        self._secret_copies()
+        self._rotation()
+        self._secret()
         self._policies()
         self._outputs()
 
-    # -- who ---------------------------------------------------------------------------------
+    # -- where and who -----------------------------------------------------------------------
+
+    def _account(self) -> None:
+        caller = DataAwsCallerIdentity(self, "caller")
+        self.account = AccountContext(
+            partition=DataAwsPartition(self, "partition").partition,
+            account_id=caller.account_id,
+            region=self.config.region,
+        )
+        # The principal running this plan, as an IAM ARN (an assumed role's session resolves to its role).
+        self.caller_arn = DataAwsIamSessionContext(self, "deployer", arn=caller.arn).issuer_arn
 
     def _roles(self) -> None:
         access, service = self.config.access, self.config.service
@@ -89,7 +100,9 @@ class SecretsStack(TerraformStack):
         )
         # Created by this stack without a path, so their ARNs are known before they exist.
         demo_task_arns = [self.account.role_arn(role) for role in service.task_roles]
-        rotation_role = [self.account.role_arn(self.rotation_function_name)] if self.config.rotation.enabled else []
+        rotation_role = (
+            [self.account.role_arn(self.config.rotation_function_name)] if self.config.rotation.enabled else []
+        )
         self.secret_users = [
             *(demo_task_arns if service.create_demo_resources else self.external_task_arns),
             *self.operator_arns,
@@ -119,52 +132,45 @@ class SecretsStack(TerraformStack):
 
     def _keys(self) -> None:
         config = self.config
-        self.secrets_key = SecretsKey(
-            self,
-            "secrets_key",
-            account=self.account,
-            key_region=config.region,
-            kms_alias_name=f"alias/{config.name_prefix}-api-keys",
-            kms_deletion_window_days=config.kms_deletion_window_days,
-            secret_name=config.secret_name,
-            access=self.key_access,
-            secret_users=self.secret_users,
-            prevent_destroy=config.deletion_protection,
-            precondition=[self._caller_keeps_the_keys()],
-        )
-        self.replica_keys = {
-            region: SecretsKey(
+        # One key per copy of the secret, each in its copy's region: the primary's key (at its
+        # original address, guarded by the caller check) and one per replica region.
+        self.secret_keys = {
+            region.name: SecretsKey(
                 self,
-                f"replica_key_{_snake(region)}",
+                region.key_id,
                 account=self.account,
-                key_region=region,
-                kms_alias_name=f"alias/{config.name_prefix}-api-keys",
+                key_region=region.name,
+                kms_alias_name=config.secrets_key_alias,
                 kms_deletion_window_days=config.kms_deletion_window_days,
                 secret_name=config.secret_name,
                 access=self.key_access,
                 secret_users=self.secret_users,
-                replica=True,
+                replica=region.is_replica,
                 prevent_destroy=config.deletion_protection,
-                provider=provider,
+                provider=region.provider,
+                precondition=[] if region.is_replica else [self._caller_keeps_the_keys()],
             )
-            for region, provider in self.replica_providers.items()
+            for region in self.regions
         }
+        self.secrets_key = self.secret_keys[config.region]
         logged_groups = [
             *([config.service.log_group_name] if config.service.create_demo_resources else []),
-            *([f"/aws/lambda/{self.rotation_function_name}"] if config.rotation.enabled else []),
+            *([config.rotation_log_group_name] if config.rotation.enabled else []),
         ]
         self.monitoring_key = MonitoringKey(
             self,
             "monitoring_key",
             account=self.account,
-            kms_alias_name=f"alias/{config.name_prefix}-api-keys-monitoring",
+            kms_alias_name=config.monitoring_key_alias,
             kms_deletion_window_days=config.kms_deletion_window_days,
-            topic_name=self.topic_name,
-            alarm_name_prefix=self.alarm_prefix,
+            topic_name=config.topic_name,
+            alarm_name_prefix=config.alarm_name_prefix,
             log_group_names=logged_groups,
             access=self.key_access,
             prevent_destroy=config.deletion_protection,
         )
+
+    # -- the service ---------------------------------------------------------------------------
 
     def _service(self) -> None:
         service = self.config.service
@@ -185,11 +191,117 @@ class SecretsStack(TerraformStack):
             self.task_role_arns = self.external_task_arns
             self.log_group_name = service.log_group_name
 
-    # -- the secret --------------------------------------------------------------------------
+    # -- alerts --------------------------------------------------------------------------------
+
+    def _alerts(self) -> None:
+        config = self.config
+        alerts = AlertTopic(
+            self,
+            "alerts",
+            account=self.account,
+            topic_name=config.topic_name,
+            kms_key_arn=self.monitoring_key.key_arn,
+            alarm_name_prefix=config.alarm_name_prefix,
+            email_endpoints=config.alert_emails,
+        )
+        self.topic_arn = alerts.topic_arn
+        LoaderAlarms(
+            self,
+            "loader_alarms",
+            log_group_name=self.log_group_name,
+            metric_namespace=config.metric_namespace,
+            alarm_name_prefix=config.alarm_name_prefix,
+            topic_arn=self.topic_arn,
+        )
+
+    # -- the secret and its rotation -----------------------------------------------------------
+
+    def _secret_copies(self) -> None:
+        """The secret's copies, primary first, as the module's outputs report them.
+
+        The rotation function needs them and the module's rotation inputs need the function
+        (Terraform orders the resources, not the module call), so they are read by forward
+        reference: the module is declared once, below, with every input it takes."""
+        self.secret_arn = _forward_reference(lambda: self.secrets.get_string("secret_arn"))
+        replica_arns = [_forward_reference(partial(self._replica_arn, index)) for index in range(len(self.regions) - 1)]
+        self.readable_secrets = [
+            ReadableSecret(region=region.name, secret_arn=arn, kms_key_arn=self.secret_keys[region.name].key_arn)
+            for region, arn in zip(self.regions, [self.secret_arn, *replica_arns], strict=True)
+        ]
+
+    def _replica_arn(self, index: int) -> str:
+        # Replica ARNs come from the module (it derives them), in the order of its `replicas` input.
+        return Token.as_string(Fn.element(self.secrets.get_list("replica_arns"), index))
+
+    def _rotation(self) -> None:
+        config = self.config
+        self.rotation = (
+            RotationFunction(
+                self,
+                "rotation",
+                account=self.account,
+                function_name=config.rotation_function_name,
+                handler_package_path=self.rotation_package_path,
+                secrets=self.readable_secrets,
+                log_group_kms_key_arn=self.monitoring_key.key_arn,
+                alarm_name_prefix=config.alarm_name_prefix,
+                metric_namespace=config.metric_namespace,
+                topic_arn=self.topic_arn,
+            )
+            if config.rotation.enabled
+            else None
+        )
 
     def _secret(self) -> None:
-        config = self.config
-        secret_value = TerraformVariable(
+        self.secrets = TerraformHclModule(
+            self, "secrets", source=SECRETS_MODULE_SOURCE, variables=self._secret_inputs()
+        )
+        if self.config.deletion_protection:
+            # A module call takes no lifecycle block, so the secret is guarded by a resource that
+            # must be replaced whenever the secret is, and refuses to be.
+            DataResource(
+                self,
+                "secret_destroy_guard",
+                triggers_replace={"secret_arn": self.secret_arn},
+                lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
+            )
+
+    def _secret_inputs(self) -> dict[str, Any]:
+        """Every input of modules/secrets, in one place."""
+        config, rotation = self.config, self.rotation
+        value, value_version = self._value_variables()
+        return {
+            "name": config.secret_name,
+            "kms_key_arn": self.secrets_key.key_arn,
+            "recovery_window_days": config.recovery_window_days,
+            "replicas": [
+                {"region": region.name, "kms_key_arn": self.secret_keys[region.name].key_arn}
+                for region in self.regions
+                if region.is_replica
+            ],
+            "read_principal_arns": [
+                *self.task_role_arns,
+                *self.operator_arns,
+                *([rotation.role.arn] if rotation else []),
+            ],
+            "value_writer_principal_arns": [*self.apply_arns, *self.plan_arns],
+            "secret_string_wo": value.string_value,
+            "secret_string_wo_version": value_version.number_value,
+            **(
+                {
+                    "rotation_enabled": True,
+                    # Through the invoke permission: the rotation is configured once Secrets Manager may call it.
+                    "rotation_lambda_arn": rotation.invocable_arn,
+                    "rotation_days": config.rotation.days,
+                }
+                if rotation
+                else {}
+            ),
+        }
+
+    def _value_variables(self) -> tuple[TerraformVariable, TerraformVariable]:
+        """The optional write-only value path: an ephemeral value and the version that writes it."""
+        value = TerraformVariable(
             self,
             "api_keys_secret_string",
             type="string",
@@ -200,126 +312,46 @@ class SecretsStack(TerraformStack):
                 "argument; never stored in plan or state. Prefer `apikeys migrate`."
             ),
         )
-        secret_value.add_override("ephemeral", True)
-        secret_value.add_override("default", Token.null_value())
-        secret_version = TerraformVariable(
+        value.add_override("ephemeral", True)
+        value.add_override("default", Token.null_value())
+        version = TerraformVariable(
             self,
             "api_keys_secret_version",
             type="number",
             nullable=True,
             description="Bump to write api_keys_secret_string as a new secret version; null writes nothing.",
         )
-        secret_version.add_override("default", Token.null_value())
+        version.add_override("default", Token.null_value())
+        return value, version
 
-        self.secrets = TerraformHclModule(
-            self,
-            "secrets",
-            source=SECRETS_MODULE_SOURCE,
-            variables={
-                "name": config.secret_name,
-                "kms_key_arn": self.secrets_key.key_arn,
-                "recovery_window_days": config.recovery_window_days,
-                "replicas": [
-                    {"region": region, "kms_key_arn": key.key_arn} for region, key in self.replica_keys.items()
-                ],
-                "read_principal_arns": [*self.task_role_arns, *self.operator_arns],
-                "value_writer_principal_arns": [*self.apply_arns, *self.plan_arns],
-                "secret_string": secret_value.string_value,
-                "secret_string_version": secret_version.number_value,
-            },
-        )
-        self.secret_arn = self.secrets.get_string("secret_arn")
-        replica_arns = self.secrets.get_list("replica_arns")
-        self.readable_secrets = [
-            ReadableSecret(region=config.region, secret_arn=self.secret_arn, kms_key_arn=self.secrets_key.key_arn),
-            *(
-                ReadableSecret(region=region, secret_arn=Fn.element(replica_arns, index), kms_key_arn=key.key_arn)
-                for index, (region, key) in enumerate(self.replica_keys.items())
-            ),
-        ]
-        if config.deletion_protection:
-            # A module call takes no lifecycle block, so the secret is guarded by a resource that
-            # must be replaced whenever the secret is, and refuses to be.
-            DataResource(
-                self,
-                "secret_destroy_guard",
-                triggers_replace={"secret_arn": self.secret_arn},
-                lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
-            )
-
-    # -- who reads, rotates and operates ------------------------------------------------------
+    # -- who reads and operates ------------------------------------------------------------------
 
     def _policies(self) -> None:
-        prefix = self.config.name_prefix
+        config = self.config
         self.read_policy = SecretReadPolicy(
             self,
             "read_policy",
             account=self.account,
-            policy_name=f"{prefix}-api-keys-read",
+            policy_name=config.read_policy_name,
             secrets=self.readable_secrets,
             task_role_names=self.task_role_names,
         )
-        self.rotation = (
-            RotationFunction(
-                self,
-                "rotation",
-                account=self.account,
-                function_name=self.rotation_function_name,
-                handler_package_path=self.rotation_package_path,
-                secrets=self.readable_secrets,
-                log_group_kms_key_arn=self.monitoring_key.key_arn,
-                alarm_name_prefix=self.alarm_prefix,
-                metric_namespace=self.metric_namespace,
-                topic_arn=self.topic_arn,
-            )
-            if self.config.rotation.enabled
-            else None
-        )
-        if self.rotation is not None:
-            # Set after the module call: the function needs the secret's ARN, the secret's
-            # rotation needs the function (Terraform orders the resources, not the module).
-            self.secrets.set("read_principal_arns", [*self.task_role_arns, *self.operator_arns, self.rotation.role.arn])
-            self.secrets.set("rotation_enabled", True)
-            self.secrets.set("rotation_lambda_arn", self.rotation.invocable_arn)
-            self.secrets.set("rotation_days", self.config.rotation.days)
         self.operator_policy = (
             OperatorPolicy(
                 self,
                 "operator_policy",
                 account=self.account,
-                policy_name=f"{prefix}-api-keys-operate",
+                policy_name=config.operator_policy_name,
                 secrets=self.readable_secrets,
                 read_policy_arn=self.read_policy.policy.arn,
                 rotation_function_arn=self.rotation.function.arn if self.rotation else None,
-                operator_role_names=[role_name(role) for role in self.config.access.operator_roles],
+                operator_role_names=[role_name(role) for role in config.access.operator_roles],
             )
-            if self.config.access.operator_roles
+            if config.access.operator_roles
             else None
         )
 
-    # -- alerts --------------------------------------------------------------------------------
-
-    def _alerts(self) -> None:
-        config = self.config
-        alerts = AlertTopic(
-            self,
-            "alerts",
-            account=self.account,
-            topic_name=self.topic_name,
-            kms_key_arn=self.monitoring_key.key_arn,
-            alarm_name_prefix=self.alarm_prefix,
-            email_endpoints=config.alert_emails,
-        )
-        self.topic_arn = alerts.topic_arn
-        self.metric_namespace = f"{config.project_name}/{config.environment}/ApiKeys"
-        LoaderAlarms(
-            self,
-            "loader_alarms",
-            log_group_name=self.log_group_name,
-            metric_namespace=self.metric_namespace,
-            alarm_name_prefix=self.alarm_prefix,
-            topic_arn=self.topic_arn,
-        )
+    # -- outputs -------------------------------------------------------------------------------
 
     def _outputs(self) -> None:
         TerraformOutput(self, "secret_arn", value=self.secret_arn, description="Set API_KEYS_SECRET_ARN to this value.")
@@ -358,13 +390,20 @@ class SecretsStack(TerraformStack):
     def _providers(self) -> None:
         config = self.config
         tags = {"Project": config.project_name, "Environment": config.environment, "ManagedBy": "cdktf", **config.tags}
-        AwsProvider(self, "aws", region=config.region, default_tags=[{"tags": tags}])
-        self.replica_providers = {
-            region: AwsProvider(
-                self, f"aws_{_snake(region)}", alias=_snake(region), region=region, default_tags=[{"tags": tags}]
-            )
-            for region in config.replica_regions
-        }
+        default_tags = [{"tags": tags}]
+        AwsProvider(self, "aws", region=config.region, default_tags=default_tags)
+        self.regions = [
+            _Region(config.region, provider=None),
+            *(
+                _Region(
+                    region,
+                    provider=AwsProvider(
+                        self, f"aws_{_snake(region)}", alias=_snake(region), region=region, default_tags=default_tags
+                    ),
+                )
+                for region in config.replica_regions
+            ),
+        ]
 
     def _configure_backend(self) -> None:
         config = self.config
@@ -377,6 +416,37 @@ class SecretsStack(TerraformStack):
             s3 = S3Backend(self, bucket=backend.bucket, key=backend.key, region=backend.region, encrypt=True)
             # cdktf 0.21 predates S3-native locking (Terraform >= 1.10); set it directly.
             s3.add_override("use_lockfile", backend.use_lockfile)
+
+
+@dataclass(frozen=True)
+class _Region:
+    """A region the secret lives in: the primary's (the stack's default provider) or a replica's."""
+
+    name: str
+    provider: AwsProvider | None
+
+    @property
+    def is_replica(self) -> bool:
+        return self.provider is not None
+
+    @property
+    def key_id(self) -> str:
+        """The construct id of the region's secrets key: part of its Terraform address, so fixed."""
+        return f"replica_key_{_snake(self.name)}" if self.is_replica else "secrets_key"
+
+
+@jsii.implements(IStringProducer)
+class _Reference:
+    def __init__(self, resolve: Callable[[], str]) -> None:
+        self._resolve = resolve
+
+    def produce(self, context: IResolveContext) -> str:
+        return self._resolve()
+
+
+def _forward_reference(resolve: Callable[[], str]) -> str:
+    """A reference to a construct declared further down the stack, resolved at synthesis."""
+    return Lazy.string_value(_Reference(resolve))
 
 
 def _snake(name: str) -> str:

@@ -1,19 +1,3 @@
-data "aws_region" "current" {}
-
-locals {
-  replica_arns = [
-    for replica in var.replicas :
-    replace(aws_secretsmanager_secret.this.arn, ":${data.aws_region.current.name}:", ":${replica.region}:")
-  ]
-
-  # The provider reads a version back (GetSecretValue) whenever it refreshes it, so the roles
-  # that run Terraform must be able to read the value exactly while Terraform manages one.
-  readers = distinct(concat(
-    var.read_principal_arns,
-    var.secret_string_version == null ? [] : var.value_writer_principal_arns,
-  ))
-}
-
 ################################################################################
 # Secret
 ################################################################################
@@ -37,8 +21,33 @@ resource "aws_secretsmanager_secret" "this" {
 }
 
 ################################################################################
+# Replicas
+################################################################################
+
+locals {
+  # The region is read from the secret's own ARN (arn:<partition>:secretsmanager:<region>:...),
+  # not from the aws_region data source, whose region attribute is `name` up to provider 5.x
+  # and `region` from 6.0 (`name`, then `id`, deprecated there): no attribute is warning-free on
+  # every version this module accepts. A replica's ARN is the primary's in the replica's region.
+  secret_region = split(":", aws_secretsmanager_secret.this.arn)[3]
+  replica_arns = [
+    for replica in var.replicas :
+    replace(aws_secretsmanager_secret.this.arn, ":${local.secret_region}:", ":${replica.region}:")
+  ]
+}
+
+################################################################################
 # Resource policy
 ################################################################################
+
+locals {
+  # The provider reads a version back (GetSecretValue) whenever it refreshes it, so the roles
+  # that run Terraform must be able to read the value exactly while Terraform manages one.
+  readers = distinct(concat(
+    var.read_principal_arns,
+    var.secret_string_wo_version == null ? [] : var.value_writer_principal_arns,
+  ))
+}
 
 resource "aws_secretsmanager_secret_policy" "this" {
   secret_arn = aws_secretsmanager_secret.this.arn
@@ -95,19 +104,19 @@ resource "aws_secretsmanager_secret_rotation" "this" {
 ################################################################################
 
 resource "aws_secretsmanager_secret_version" "this" {
-  count = var.secret_string_version == null ? 0 : 1
+  count = var.secret_string_wo_version == null ? 0 : 1
 
   secret_id = aws_secretsmanager_secret.this.id
 
   # Write-only: Terraform sends the value and keeps only the version number. Later runs
   # with the same version need no value (nothing is written), so none is required here.
-  secret_string_wo         = var.secret_string
-  secret_string_wo_version = var.secret_string_version
+  secret_string_wo         = var.secret_string_wo
+  secret_string_wo_version = var.secret_string_wo_version
 }
 
 check "value_has_a_version" {
   assert {
-    condition     = var.secret_string == null || var.secret_string_version != null
-    error_message = "secret_string was given without secret_string_version, so it was not written: set secret_string_version to a new number."
+    condition     = var.secret_string_wo == null || var.secret_string_wo_version != null
+    error_message = "secret_string_wo was given without secret_string_wo_version, so it was not written: set secret_string_wo_version to a new number."
   }
 }

@@ -77,7 +77,7 @@ variable "read_principal_arns" {
 }
 
 variable "value_writer_principal_arns" {
-  description = "IAM role ARNs that run Terraform (plan and apply) for this secret. They may read the value only while the module manages one (secret_string_version set): the provider reads the version back on every refresh. With the value written by other means, they are denied like everyone else."
+  description = "IAM role ARNs that run Terraform (plan and apply) for this secret. They may read the value only while the module manages one (secret_string_wo_version set): the provider reads the version back on every refresh. With the value written by other means, they are denied like everyone else."
   type        = list(string)
   default     = []
 
@@ -123,21 +123,21 @@ variable "rotation_days" {
 # Value
 ################################################################################
 
-variable "secret_string" {
-  description = "Optional value to write, JSON such as {\"apiKeys\": \"key:clientId:Name,...\"}. Ephemeral: it is sent through the write-only secret_string_wo argument and never stored in plan or state. Leave null to manage only the container and put the value with the operator CLI."
+variable "secret_string_wo" {
+  description = "Optional value to write, JSON such as {\"apiKeys\": \"key:clientId:Name,...\"}. Ephemeral, and sent only through the provider's write-only secret_string_wo argument: never stored in plan or state. Leave null to manage only the container and put the value with the operator CLI."
   type        = string
   default     = null
   sensitive   = true
   ephemeral   = true
 }
 
-variable "secret_string_version" {
-  description = "Plain number that decides whether and when secret_string is written: null writes nothing; a new number writes the value given with it. Bump it each time the value should change."
+variable "secret_string_wo_version" {
+  description = "Plain number that decides whether and when secret_string_wo is written: null writes nothing; a new number writes the value given with it. Bump it each time the value should change."
   type        = number
   default     = null
 
   validation {
-    condition     = var.secret_string_version == null || try(var.secret_string_version >= 1 && floor(var.secret_string_version) == var.secret_string_version, false)
-    error_message = "secret_string_version must be a whole number of 1 or more."
+    condition     = var.secret_string_wo_version == null || try(var.secret_string_wo_version >= 1 && floor(var.secret_string_wo_version) == var.secret_string_wo_version, false)
+    error_message = "secret_string_wo_version must be a whole number of 1 or more."
   }
 }

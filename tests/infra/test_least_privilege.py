@@ -177,7 +177,7 @@ def test_module_sends_the_value_only_write_only() -> None:
     main_tf = (PROJECT_ROOT / "modules" / "secrets" / "main.tf").read_text(encoding="utf-8")
     version_block = main_tf[main_tf.index('resource "aws_secretsmanager_secret_version" "this"') :]
     version_block = version_block[: version_block.index("\n}\n")]
-    assert "secret_string_wo         = var.secret_string" in version_block
+    assert "secret_string_wo         = var.secret_string_wo\n" in version_block
     assert "secret_string =" not in version_block.replace("secret_string_wo", "")
     assert "secret_binary" not in version_block
 
@@ -191,5 +191,5 @@ def test_synthesized_stacks_never_create_a_plain_secret_version(synthesized: Syn
 def test_plain_secret_string_detector() -> None:
     assert _assigns_plain_secret_string('  secret_string = "x"')
     assert _assigns_plain_secret_string("secret_string=var.value")
-    assert not _assigns_plain_secret_string("  secret_string_wo         = var.secret_string")
+    assert not _assigns_plain_secret_string("  secret_string_wo         = var.secret_string_wo")
     assert not _assigns_plain_secret_string('variable "secret_string" {')

@@ -270,7 +270,7 @@ def test_secret_value_path_is_write_only_and_ephemeral(synthesized: Synthesis, e
     assert value["sensitive"] is True
     assert value["default"] is None
     assert stack["variable"]["api_keys_secret_version"]["default"] is None
-    assert stack["module"]["secrets"]["secret_string"] == "${var.api_keys_secret_string}"
+    assert stack["module"]["secrets"]["secret_string_wo"] == "${var.api_keys_secret_string}"
     assert "aws_secretsmanager_secret_version" not in stack.get("resource", {})
 
 

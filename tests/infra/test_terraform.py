@@ -1,5 +1,6 @@
-"""The synthesized output is plain Terraform: every stack inits and validates, and the HCL
-module's own `terraform test` suite passes (offline, with a mocked provider)."""
+"""The synthesized output is plain Terraform: every stack inits and validates, the HCL
+module's own `terraform test` suite passes (offline, with a mocked provider), and each of its
+examples inits and validates as the root module a user would copy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from tests.conftest import PROJECT_ROOT, Synthesis
 from tests.infra.test_stacks import ALL_ENVS
 
 pytestmark = [pytest.mark.terraform]
+
+SECRETS_MODULE = PROJECT_ROOT / "modules" / "secrets"
+EXAMPLES = sorted(path.parent.name for path in (SECRETS_MODULE / "examples").glob("*/main.tf"))
 
 
 def terraform(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,13 +44,34 @@ def test_stack_inits_and_validates(
 def test_module_terraform_test_suite(tmp_path: Path, terraform_env: dict[str, str]) -> None:
     # A copy, so no .terraform directory lands in modules/ (cdktf would copy it into assets).
     module = tmp_path / "secrets"
-    shutil.copytree(PROJECT_ROOT / "modules" / "secrets", module)
+    shutil.copytree(SECRETS_MODULE, module)
     init = terraform(["init", "-backend=false", "-input=false"], cwd=module, env=terraform_env)
     assert init.returncode == 0, init.stderr
     result = terraform(["test"], cwd=module, env=terraform_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
     assert " 0 passed" not in result.stdout
+
+
+def test_module_ships_the_complete_and_write_only_examples() -> None:
+    assert {"complete", "write-only"} <= set(EXAMPLES)
+    for example in EXAMPLES:
+        assert (SECRETS_MODULE / "examples" / example / "README.md").is_file(), example
+        assert (SECRETS_MODULE / "examples" / example / "versions.tf").is_file(), example
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_module_example_inits_and_validates(tmp_path: Path, terraform_env: dict[str, str], example: str) -> None:
+    # A copy of the whole module: the examples call it as "../..", and no .terraform lands in modules/.
+    module = tmp_path / "secrets"
+    shutil.copytree(SECRETS_MODULE, module, ignore=shutil.ignore_patterns(".terraform*"))
+    example_dir = module / "examples" / example
+    init = terraform(["init", "-backend=false", "-input=false"], cwd=example_dir, env=terraform_env)
+    assert init.returncode == 0, init.stderr
+    validate = terraform(["validate"], cwd=example_dir, env=terraform_env)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "Success! The configuration is valid." in validate.stdout
+    assert "Warning" not in validate.stdout + validate.stderr
 
 
 def test_module_is_formatted(terraform_env: dict[str, str]) -> None:

@@ -7,12 +7,6 @@
 mock_provider "aws" {
   override_during = plan
 
-  mock_data "aws_region" {
-    defaults = {
-      name = "us-east-1"
-    }
-  }
-
   mock_resource "aws_secretsmanager_secret" {
     defaults = {
       arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:credlink/test/api-keys-AbCdEf"
@@ -89,8 +83,8 @@ run "value_is_written_only_through_the_write_only_argument" {
   command = plan
 
   variables {
-    secret_string         = "{\"apiKeys\": \"fake-test-key-0001:client-1:Test Client\"}"
-    secret_string_version = 1
+    secret_string_wo         = "{\"apiKeys\": \"fake-test-key-0001:client-1:Test Client\"}"
+    secret_string_wo_version = 1
   }
 
   assert {
@@ -122,7 +116,7 @@ run "a_value_without_a_version_is_not_written" {
   command = plan
 
   variables {
-    secret_string = "{\"apiKeys\": \"fake-test-key-0002:client-2:Test Client\"}"
+    secret_string_wo = "{\"apiKeys\": \"fake-test-key-0002:client-2:Test Client\"}"
   }
 
   expect_failures = [check.value_has_a_version]
