@@ -358,7 +358,7 @@ class SecretsStack(TerraformStack):
         TerraformOutput(
             self,
             "replica_secret_arns",
-            value={secret.region: secret.secret_arn for secret in self.readable_secrets[1:]},
+            value=self.secrets.get("replica_arns_by_region"),
             description="Per replica region: the API_KEYS_SECRET_ARN of a service running there.",
         )
         TerraformOutput(

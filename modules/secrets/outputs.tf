@@ -26,6 +26,11 @@ output "replica_arns" {
   value       = local.replica_arns
 }
 
+output "replica_arns_by_region" {
+  description = "ARNs of the secret's replicas by region: the API_KEYS_SECRET_ARN of a service running there."
+  value       = zipmap([for replica in var.replicas : replica.region], local.replica_arns)
+}
+
 ################################################################################
 # Resource policy
 ################################################################################

@@ -147,6 +147,11 @@ run "replicas_get_their_own_keys" {
   }
 
   assert {
+    condition     = output.replica_arns_by_region == { "us-west-2" = "arn:aws:secretsmanager:us-west-2:111122223333:secret:credlink/test/api-keys-AbCdEf" }
+    error_message = "A service in a replica region finds its ARN by region."
+  }
+
+  assert {
     condition     = contains(jsondecode(aws_secretsmanager_secret_policy.this.policy).Statement[0].Resource, output.replica_arns[0])
     error_message = "The deny must also cover the replica."
   }
