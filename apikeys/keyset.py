@@ -1,9 +1,10 @@
 """Parse `key:clientId:Name,...` into a key set and check presented keys against it.
 
-Keys are never kept as text: the set holds SHA-256 digests. A lookup finds the candidate by
-the digest's first 8 bytes (one dict access) and confirms the whole digest with
-`hmac.compare_digest`, so the final comparison takes the same time however much of it
-matches. Parse errors name the entry and the field, never the key.
+Keys are never kept as text: the set holds SHA-256 digests. A lookup hashes the presented
+key once, finds the candidate by its whole digest (one dict access: Python's randomized hash
+of a digest the caller cannot choose tells an attacker nothing) and confirms it with
+`hmac.compare_digest`, which takes the same time however much of the digest matches. Parse
+errors name the entry and the field, never the key.
 """
 
 from __future__ import annotations
@@ -62,26 +63,24 @@ def fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
-_PREFIX_BYTES = 8
-
-
 class KeySet:
     """An immutable set of API keys, each mapped to its client."""
 
-    __slots__ = ("_buckets", "_clients")
+    __slots__ = ("_clients", "_entries")
 
     def __init__(self, entries: Iterable[tuple[bytes, Client]] = ()) -> None:
         self._clients: dict[bytes, Client] = dict(entries)
-        self._buckets: dict[bytes, list[tuple[bytes, Client]]] = {}
-        for digest, client in self._clients.items():
-            self._buckets.setdefault(digest[:_PREFIX_BYTES], []).append((digest, client))
+        # The stored digest travels with its client, for the constant-time confirmation.
+        self._entries: dict[bytes, tuple[bytes, Client]] = {
+            digest: (digest, client) for digest, client in self._clients.items()
+        }
 
     def authenticate(self, presented: str) -> Client | None:
         """The client a presented key belongs to, or None."""
-        digest = _digest(presented)
-        for stored, client in self._buckets.get(digest[:_PREFIX_BYTES], ()):
-            if hmac.compare_digest(stored, digest):
-                return client
+        digest = hashlib.sha256(presented.encode("utf-8")).digest()
+        found = self._entries.get(digest)
+        if found is not None and hmac.compare_digest(found[0], digest):
+            return found[1]
         return None
 
     def merged(self, other: KeySet) -> KeySet:
