@@ -12,7 +12,9 @@ file is validated before any construct exists, so a bad file writes nothing to c
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -100,8 +102,19 @@ def main() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    _private_temp_dir()
     synthesize(configs, naive_import=provider_import == "naive")
     return 0
+
+
+def _private_temp_dir() -> None:
+    """Give the jsii Node runtime a temporary directory of its own, removed when this process
+    ends: cdktf copies every local module into a `cdktf-module-asset-*` directory there for
+    each stack and never removes it. Registered before cdktf is imported, so it runs after
+    jsii's own exit handler has stopped Node (exit handlers run last-registered first)."""
+    scratch = tempfile.mkdtemp(prefix="credlink-synth-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    os.environ["TMPDIR"] = scratch  # Node's os.tmpdir()
 
 
 if __name__ == "__main__":
