@@ -136,7 +136,8 @@ def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> l
     created = []
     for field, role in named_roles(config):
         name = role_name(role)
-        path = "/" if role == name else "/" + role.split(":role/", 1)[1].rsplit("/", 1)[0].strip("/") + "/"
+        role_path = role.split(":role/", 1)[1].rpartition("/")[0].strip("/") if role != name else ""
+        path = f"/{role_path}/" if role_path else "/"  # an ARN without a path is a role at "/"
         if role != name and role.split(":")[4] != LOCAL_ACCOUNT:
             raise AccessError(
                 f"{config.source}: {field}: {role} is in account {role.split(':')[4]}; local AWS has only "

@@ -14,33 +14,111 @@ from typing import Any
 
 import pytest
 
+from stacks.config import EnvironmentConfig, load_environments
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The env files a user keeps in envs/ (a file's stem is its environment: tests/infra/test_workflow.py).
+# Read, never written: the tests work on copies.
 SHIPPED_ENVS = tuple(sorted(path.stem for path in (PROJECT_ROOT / "envs").glob("*.toml")))
 # A module asset hash that does not change with the module's content keeps snapshots about
 # the stack; the module has its own tests (modules/secrets/tests).
 STATIC_MODULE_ASSET_HASH = "secrets-module"
 
-# What a user adds to get a fourth environment: one file, no code (here with S3 state).
-QA_ENV = """\
-environment = "qa"
+# The tests' own environments, synthesized next to whatever envs/ holds. They are fixed, so
+# the snapshots are taken of them, and between them they take the shapes the shipped files do
+# not: every test that runs over "each env" runs over these too. Named `pytest-*`, a name no
+# user gives an environment; a file of that name in envs/ stops the session (never overwritten).
+REPLICATED_ENV = "pytest-s3-replicas"
+ROTATION_OFF_ENV = "pytest-rotation-off"
+TEST_ENV_FILES: Mapping[str, str] = {
+    # S3 state outside us-east-1, two replica regions (each with its own key), three existing
+    # task roles (one by ARN under a path), the destroy guard on, an apply role and nobody else.
+    REPLICATED_ENV: f"""\
+environment = "{REPLICATED_ENV}"
 region = "eu-west-1"
-recovery_window_days = 7
-kms_deletion_window_days = 7
-alert_emails = ["qa-alerts@example.com"]
+replica_regions = ["eu-central-1", "us-east-2"]
+recovery_window_days = 21
+kms_deletion_window_days = 10
+deletion_protection = true
+alert_emails = ["replicas-alerts@example.com", "replicas-oncall@example.com"]
 
 [access]
-apply_roles = ["credlink-qa-deploy"]
+apply_roles = ["{REPLICATED_ENV}-deploy"]
 
 [service]
-task_roles = ["credlink-qa-api-task"]
-log_group_name = "/credlink/qa/app"
+task_roles = [
+  "{REPLICATED_ENV}-api-task",
+  "{REPLICATED_ENV}-worker-task",
+  "arn:aws:iam::123456789012:role/service-role/{REPLICATED_ENV}-cron-task",
+]
+log_group_name = "/pytest/s3-replicas/app"
+
+[rotation]
+days = 45
+
+[tags]
+Owner = "tests"
 
 [backend]
 type = "s3"
-bucket = "credlink-terraform-state"
-key = "credlink/qa/terraform.tfstate"
+bucket = "pytest-credlink-state"
+key = "pytest/s3-replicas/terraform.tfstate"
 region = "eu-west-1"
-"""
+""",
+    # Rotation off, local state, a project name of its own, and the plan, key-admin and
+    # operator roles given as full ARNs (in local AWS's account; one under SSO's path).
+    ROTATION_OFF_ENV: f"""\
+project_name = "credtest"
+environment = "{ROTATION_OFF_ENV}"
+region = "us-west-2"
+recovery_window_days = 9
+kms_deletion_window_days = 28
+alert_emails = ["rotation-off-alerts@example.com"]
+
+[access]
+apply_roles = ["{ROTATION_OFF_ENV}-deploy"]
+plan_roles = ["arn:aws:iam::123456789012:role/{ROTATION_OFF_ENV}-plan"]
+key_admin_roles = ["arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/{ROTATION_OFF_ENV}-key-admin"]
+operator_roles = ["arn:aws:iam::123456789012:role/ops/{ROTATION_OFF_ENV}-operator"]
+
+[service]
+task_roles = ["{ROTATION_OFF_ENV}-api-task"]
+log_group_name = "/pytest/rotation-off/app"
+
+[rotation]
+enabled = false
+
+[backend]
+type = "local"
+""",
+}
+TEST_ENVS = tuple(TEST_ENV_FILES)
+# Every environment the session synthesizes: what envs/ holds, then the tests' own.
+ALL_ENVS = (*SHIPPED_ENVS, *TEST_ENVS)
+
+
+def write_env_file(directory: Path, name: str, text: str) -> Path:
+    """`directory/<name>.toml`, created: a file already there (a user's) stops the test, untouched."""
+    path = directory / f"{name}.toml"
+    try:
+        file = path.open("x", encoding="utf-8")
+    except FileExistsError:
+        file = None
+    if file is None:
+        pytest.fail(
+            f"{path.name} is already in {directory} (copied from envs/): the tests write their own env "
+            f"file of that name (tests/conftest.py) and never overwrite one; rename envs/{path.name} "
+            "(env names starting with pytest- are the tests')",
+            pytrace=False,
+        )
+    with file:
+        file.write(text)
+    return path
+
+
+def write_test_envs(directory: Path) -> dict[str, Path]:
+    """The tests' own env files, written into `directory` beside whatever it holds."""
+    return {name: write_env_file(directory, name, text) for name, text in TEST_ENV_FILES.items()}
 
 
 @dataclass(frozen=True)
@@ -48,6 +126,7 @@ class Synthesis:
     envs_dir: Path
     outdir: Path
     stacks: Mapping[str, dict[str, Any]]
+    configs: Mapping[str, EnvironmentConfig]  # environment -> its env file, as main.py read it
 
     def stack_dir(self, env: str) -> Path:
         return self.outdir / "stacks" / env
@@ -87,11 +166,11 @@ def terraform_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
-    """The shipped environments plus a user-added `qa`, synthesized by main.py in one process."""
+    """Copies of envs/*.toml plus the tests' own env files, synthesized by main.py in one process."""
     envs_dir = tmp_path_factory.mktemp("envs")
     for path in (PROJECT_ROOT / "envs").glob("*.toml"):
         shutil.copy(path, envs_dir / path.name)
-    (envs_dir / "qa.toml").write_text(QA_ENV, encoding="utf-8")
+    write_test_envs(envs_dir)
     outdir = tmp_path_factory.mktemp("cdktf.out")
     result = run_main(envs_dir, outdir, extra_context={"cdktfStaticModuleAssetHash": STATIC_MODULE_ASSET_HASH})
     assert result.returncode == 0, result.stderr
@@ -99,4 +178,5 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
         path.parent.name: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted(outdir.glob("stacks/*/cdk.tf.json"))
     }
-    return Synthesis(envs_dir=envs_dir, outdir=outdir, stacks=stacks)
+    configs = {config.environment: config for config in load_environments(envs_dir.glob("*.toml"))}
+    return Synthesis(envs_dir=envs_dir, outdir=outdir, stacks=stacks, configs=configs)

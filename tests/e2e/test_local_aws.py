@@ -15,19 +15,32 @@ from typing import Any
 
 import pytest
 
+from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED
 from scripts import demo, stackctl
 from scripts.local_aws import free_port, run_rotation_function
-from tests.conftest import run_captured, run_main
+from stacks.config import EnvironmentConfig, S3BackendConfig
+from tests.conftest import ALL_ENVS, REPLICATED_ENV, run_captured, run_main
 from tests.e2e.conftest import LocalDeployment
-from tests.infra.test_stacks import ALL_ENVS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
 
-REGION = "us-east-1"
+# dev and prod are deployed as shipped: dev stands alone (it creates its task role and log
+# group), so the CLI and the reference service run against it; prod keeps its destroy guard.
+# What each is expected to hold is read from its env file.
 
 
-def client(local: LocalDeployment, service: str, region: str = REGION) -> Any:
+def config_of(local: LocalDeployment, env: str) -> EnvironmentConfig:
+    return local.synthesis.configs[env]
+
+
+def client(local: LocalDeployment, service: str, region: str) -> Any:
     return local.server.session(region).client(service, endpoint_url=local.server.endpoint_url)  # type: ignore[call-overload]
+
+
+def in_region_of(local: LocalDeployment, env: str) -> Any:
+    """A client factory for the env's primary region."""
+    region = config_of(local, env).region
+    return lambda service: client(local, service, region)
 
 
 def terraform_in(env_name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -67,7 +80,8 @@ def prod(local: LocalDeployment) -> dict[str, str]:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, request: pytest.FixtureRequest) -> None:
     outputs: dict[str, str] = request.getfixturevalue(stack)
-    kms, secrets, iam = client(local, "kms"), client(local, "secretsmanager"), client(local, "iam")
+    config, primary = config_of(local, stack), in_region_of(local, stack)
+    kms, secrets, iam = primary("kms"), primary("secretsmanager"), primary("iam")
     key_arn, secret_arn, topic_arn = outputs["kms_key_arn"], outputs["secret_arn"], outputs["alert_topic_arn"]
 
     key = kms.describe_key(KeyId=key_arn)["KeyMetadata"]
@@ -76,7 +90,7 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
 
     secret = secrets.describe_secret(SecretId=secret_arn)
     assert secret["KmsKeyId"] == key_arn
-    assert secret["Name"] == f"credlink/{stack}/api-keys"
+    assert secret["Name"] == config.secret_name
 
     version = iam.get_policy(PolicyArn=outputs["read_policy_arn"])["Policy"]["DefaultVersionId"]
     document = iam.get_policy_version(PolicyArn=outputs["read_policy_arn"], VersionId=version)["PolicyVersion"]
@@ -90,22 +104,21 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
     assert _as_list(decrypt["Action"]) == ["kms:Decrypt"]
     assert _as_list(decrypt["Resource"]) == [key_arn]
     assert decrypt["Condition"]["StringEquals"] == {
-        "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
+        "kms:ViaService": f"secretsmanager.{config.region}.amazonaws.com",
         "kms:EncryptionContext:SecretARN": secret_arn,
     }
 
-    alarms = client(local, "cloudwatch").describe_alarms(AlarmNamePrefix=f"credlink-{stack}-api-keys-")["MetricAlarms"]
-    assert sorted(alarm["AlarmName"].removeprefix(f"credlink-{stack}-api-keys-") for alarm in alarms) == [
-        "fallback-to-env",
-        "rotation-errors",
-        "rotation-failed",
-        "secret-read-failed",
-    ]
+    prefix = f"{config.name_prefix}-api-keys-"
+    alarms = primary("cloudwatch").describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+    rotation_alarms = [ROTATION_FAILED.name, "rotation_errors"] if config.rotation.enabled else []
+    assert sorted(alarm["AlarmName"].removeprefix(prefix) for alarm in alarms) == sorted(
+        name.replace("_", "-") for name in (*(event.name for event in ALARMED_EVENTS), *rotation_alarms)
+    )
     assert all(alarm["AlarmActions"] == [topic_arn] for alarm in alarms)
     # The alert path has its own key: a disabled secrets key cannot silence the alarm about it.
     monitoring_key_arn = outputs["monitoring_kms_key_arn"]
     assert monitoring_key_arn != key_arn
-    attributes = client(local, "sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    attributes = primary("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
     assert attributes["KmsMasterKeyId"] == monitoring_key_arn
 
     policy = json.loads(secrets.get_resource_policy(SecretId=secret_arn)["ResourcePolicy"])
@@ -114,30 +127,41 @@ def test_deployed_stack_keeps_its_promises(local: LocalDeployment, stack: str, r
     assert deny["Action"] == "secretsmanager:GetSecretValue"
 
     # Rotation: the function, its schedule, and who may invoke it.
-    function_name = f"credlink-{stack}-api-keys-rotation"
-    function = client(local, "lambda").get_function(FunctionName=function_name)
+    assert secret.get("RotationEnabled", False) is config.rotation.enabled
+    if config.rotation.enabled:
+        assert_rotation_deployed(local, config, secret, monitoring_key_arn)
+
+    # Each replica in its region, encrypted with that region's own key.
+    assert sorted(replica["Region"] for replica in secret.get("ReplicationStatus", [])) == sorted(
+        config.replica_regions
+    )
+    for replica in secret.get("ReplicationStatus", []):
+        replica_kms = client(local, "kms", replica["Region"])
+        replica_key = replica_kms.describe_key(KeyId=f"alias/{config.name_prefix}-api-keys")["KeyMetadata"]
+        assert replica["KmsKeyId"] == replica_key["Arn"]
+        assert replica_key["KeyManager"] == "CUSTOMER"
+        assert replica_kms.get_key_rotation_status(KeyId=replica_key["Arn"])["KeyRotationEnabled"] is True
+
+
+def assert_rotation_deployed(
+    local: LocalDeployment, config: EnvironmentConfig, secret: dict[str, Any], monitoring_key_arn: str
+) -> None:
+    function_name = f"{config.name_prefix}-api-keys-rotation"
+    lambda_client = client(local, "lambda", config.region)
+    function = lambda_client.get_function(FunctionName=function_name)
     configuration = function["Configuration"]
-    assert secret["RotationEnabled"] is True
     assert secret["RotationLambdaARN"] == configuration["FunctionArn"]
-    assert secret["RotationRules"]["AutomaticallyAfterDays"] == 30
+    assert secret["RotationRules"]["AutomaticallyAfterDays"] == config.rotation.days
     assert (configuration["Handler"], configuration["Runtime"]) == ("apikeys.rotation.handler", "python3.12")
     assert configuration["TracingConfig"] == {"Mode": "Active"}
     assert "DeadLetterConfig" not in configuration
     assert function["Concurrency"] == {"ReservedConcurrentExecutions": 1}
-    (invoke,) = json.loads(client(local, "lambda").get_policy(FunctionName=function_name)["Policy"])["Statement"]
+    (invoke,) = json.loads(lambda_client.get_policy(FunctionName=function_name)["Policy"])["Statement"]
     assert invoke["Principal"] == {"Service": "secretsmanager.amazonaws.com"}
-    assert invoke["Condition"]["ArnLike"]["AWS:SourceArn"] == secret_arn
-    log_group = client(local, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function_name}")
+    assert invoke["Condition"]["ArnLike"]["AWS:SourceArn"] == secret["ARN"]
+    logs = client(local, "logs", config.region)
+    log_group = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function_name}")
     assert log_group["logGroups"][0]["kmsKeyId"] == monitoring_key_arn
-
-    if stack == "prod":
-        (replica,) = secret["ReplicationStatus"]
-        assert replica["Region"] == "us-west-2"
-        replica_kms = client(local, "kms", "us-west-2")
-        replica_key = replica_kms.describe_key(KeyId="alias/credlink-prod-api-keys")["KeyMetadata"]
-        assert replica["KmsKeyId"] == replica_key["Arn"]
-        assert replica_key["KeyManager"] == "CUSTOMER"
-        assert replica_kms.get_key_rotation_status(KeyId=replica_key["Arn"])["KeyRotationEnabled"] is True
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -152,7 +176,7 @@ def test_second_plan_shows_no_changes(local: LocalDeployment, stack: str, reques
 
 
 def test_terraform_does_not_fight_rotation(local: LocalDeployment, dev: dict[str, str]) -> None:
-    secretsmanager = client(local, "secretsmanager")
+    secretsmanager = in_region_of(local, "dev")("secretsmanager")
     arn = dev["secret_arn"]
     value, _ = canary_key_set("rotation")
     secretsmanager.put_secret_value(SecretId=arn, SecretString=value)
@@ -182,7 +206,7 @@ def operate_one_client_at_a_time(
 ) -> list[str]:
     """Every `apikeys clients` command, and its refusals, with keys handed over in files; their
     output and log lines go to `captured`. The keys handed over."""
-    env = {**local.environment("dev"), "AWS_REGION": REGION}
+    env = {**local.environment("dev"), "AWS_REGION": config_of(local, "dev").region}
     refused = 1
     for expected, argv in (
         (0, ["list"]),
@@ -223,7 +247,7 @@ def test_canary_key_set_never_lands_in_any_artifact(
         terraform_captured(local, "show", "-json", "canary.tfplan", extra_env=with_value),
         terraform_captured(local, "apply", "-input=false", "canary.tfplan", extra_env=with_value),
     ]  # fmt: skip
-    secretsmanager = client(local, "secretsmanager")
+    secretsmanager = in_region_of(local, "dev")("secretsmanager")
     assert secretsmanager.get_secret_value(SecretId=dev["secret_arn"])["SecretString"] == tf_value
     secretsmanager.put_secret_value(SecretId=dev["secret_arn"], SecretString=op_value)
     assert secretsmanager.get_secret_value(SecretId=dev["secret_arn"])["SecretString"] == op_value
@@ -260,11 +284,12 @@ PARLIAMENT_EXPLAINED = {
 
 def deployed_documents(local: LocalDeployment, stack: str, outputs: dict[str, str]) -> list[tuple[str, str]]:
     """(kind, JSON) of every policy the stack deployed, read back from (local) AWS."""
-    iam, kms = client(local, "iam"), client(local, "kms")
+    config, primary = config_of(local, stack), in_region_of(local, stack)
+    iam, kms = primary("iam"), primary("kms")
     version = iam.get_policy(PolicyArn=outputs["read_policy_arn"])["Policy"]["DefaultVersionId"]
     read = iam.get_policy_version(PolicyArn=outputs["read_policy_arn"], VersionId=version)["PolicyVersion"]["Document"]
-    topic = client(local, "sns").get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]["Policy"]
-    secret = client(local, "secretsmanager").get_resource_policy(SecretId=outputs["secret_arn"])["ResourcePolicy"]
+    topic = primary("sns").get_topic_attributes(TopicArn=outputs["alert_topic_arn"])["Attributes"]["Policy"]
+    secret = primary("secretsmanager").get_resource_policy(SecretId=outputs["secret_arn"])["ResourcePolicy"]
     key = kms.get_key_policy(KeyId=outputs["kms_key_arn"], PolicyName="default")["Policy"]
     found = [
         ("identity_policy", read if isinstance(read, str) else json.dumps(read)),
@@ -272,12 +297,13 @@ def deployed_documents(local: LocalDeployment, stack: str, outputs: dict[str, st
         ("secret_policy", secret),
         ("key_policy", key),
     ]
-    if stack == "dev":  # the demo task role's trust policy
-        trust = iam.get_role(RoleName="credlink-dev-demo-task")["Role"]["AssumeRolePolicyDocument"]
-        found.append(("trust_policy", trust if isinstance(trust, str) else json.dumps(trust)))
-    if stack == "prod":  # the replica's key in us-west-2
-        replica_kms = client(local, "kms", "us-west-2")
-        replica_key = replica_kms.describe_key(KeyId="alias/credlink-prod-api-keys")["KeyMetadata"]["Arn"]
+    if config.service.create_demo_resources:  # the trust policies of the task roles it created
+        for role in config.service.task_roles:
+            trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+            found.append(("trust_policy", trust if isinstance(trust, str) else json.dumps(trust)))
+    for region in config.replica_regions:  # each replica's key
+        replica_kms = client(local, "kms", region)
+        replica_key = replica_kms.describe_key(KeyId=f"alias/{config.name_prefix}-api-keys")["KeyMetadata"]["Arn"]
         found.append(("key_policy", replica_kms.get_key_policy(KeyId=replica_key, PolicyName="default")["Policy"]))
     return found
 
@@ -309,7 +335,7 @@ def test_deployed_policies_pass_parliament(local: LocalDeployment, stack: str, r
 def test_cli_and_reference_service_against_local_aws(local: LocalDeployment, dev: dict[str, str]) -> None:
     """The operator path and the application path end to end: migrate, verify, then a service
     that reads the secret answers 200 for a good key and 401 for a bad one."""
-    env = {**local.environment("dev"), "AWS_REGION": REGION}
+    env = {**local.environment("dev"), "AWS_REGION": config_of(local, "dev").region}
     keys = [f"e2e_{secrets.token_urlsafe(32)}" for _ in range(2)]
     api_keys = f"{keys[0]}:e2e-client-1:One,{keys[1]}:e2e-client-2:Two"
     outputs = str(stackctl.stack_dir("dev") / "outputs.json")
@@ -332,48 +358,62 @@ def test_cli_and_reference_service_against_local_aws(local: LocalDeployment, dev
 
 
 def test_prod_refuses_to_destroy_its_key_and_secret(local: LocalDeployment, prod: dict[str, str]) -> None:
+    assert config_of(local, "prod").deletion_protection  # as shipped (tests/infra/test_config.py)
     with pytest.raises(stackctl.StackError, match="terraform destroy"):
         stackctl.destroy("prod", local.environment("prod"), auto_approve=True)
-    key = client(local, "kms").describe_key(KeyId=prod["kms_key_arn"])["KeyMetadata"]
+    primary = in_region_of(local, "prod")
+    key = primary("kms").describe_key(KeyId=prod["kms_key_arn"])["KeyMetadata"]
     assert key["KeyState"] == "Enabled"
-    assert "DeletedDate" not in client(local, "secretsmanager").describe_secret(SecretId=prod["secret_arn"])
+    assert "DeletedDate" not in primary("secretsmanager").describe_secret(SecretId=prod["secret_arn"])
 
 
 def test_destroying_dev_leaves_nothing_behind(local: LocalDeployment, dev: dict[str, str]) -> None:
     stackctl.destroy("dev", local.environment("dev"), auto_approve=True)
 
-    assert client(local, "kms").describe_key(KeyId=dev["kms_key_arn"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
-    secrets = client(local, "secretsmanager")
-    remaining = [s["Name"] for s in secrets.list_secrets()["SecretList"] if s["Name"].startswith("credlink/dev/")]
+    config, primary = config_of(local, "dev"), in_region_of(local, "dev")
+    assert primary("kms").describe_key(KeyId=dev["kms_key_arn"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    secrets = primary("secretsmanager")
+    own = f"{config.project_name}/{config.environment}/"
+    remaining = [s["Name"] for s in secrets.list_secrets()["SecretList"] if s["Name"].startswith(own)]
     assert remaining == []
-    topics = [t["TopicArn"] for t in client(local, "sns").list_topics()["Topics"]]
+    topics = [t["TopicArn"] for t in primary("sns").list_topics()["Topics"]]
     assert dev["alert_topic_arn"] not in topics
-    alarms = client(local, "cloudwatch").describe_alarms(AlarmNamePrefix="credlink-dev-")["MetricAlarms"]
+    alarms = primary("cloudwatch").describe_alarms(AlarmNamePrefix=f"{config.name_prefix}-")["MetricAlarms"]
     assert alarms == []
-    iam = client(local, "iam")
+    iam = primary("iam")
     assert all(p["Arn"] != dev["read_policy_arn"] for p in iam.list_policies(Scope="Local")["Policies"])
-    assert all(r["RoleName"] != "credlink-dev-demo-task" for r in iam.list_roles()["Roles"])
-    groups = client(local, "logs").describe_log_groups(logGroupNamePrefix="/credlink/dev/")["logGroups"]
-    assert groups == []
+    created_roles = set(config.service.task_roles) if config.service.create_demo_resources else set()
+    assert not created_roles & {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    logs = primary("logs")
+    created_log_groups = [
+        *([config.service.log_group_name] if config.service.create_demo_resources else []),
+        *([f"/aws/lambda/{config.name_prefix}-api-keys-rotation"] if config.rotation.enabled else []),
+    ]
+    for name in created_log_groups:
+        assert logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []
 
 
 def test_s3_state_is_locked_against_a_concurrent_apply(local: LocalDeployment) -> None:
-    """qa keeps its state in S3 (use_lockfile): state lands in the bucket, a second apply
+    """The tests' env with S3 state (use_lockfile): state lands in the bucket, a second apply
     while the first holds the lock is refused, and nothing else about the stack changes."""
-    env = local.environment("qa")
-    stackctl.init("qa", env)
-    s3 = client(local, "s3", "eu-west-1")
-    bucket, key = "credlink-terraform-state", "credlink/qa/terraform.tfstate"
+    name = REPLICATED_ENV
+    backend = config_of(local, name).backend
+    assert isinstance(backend, S3BackendConfig)
+    assert backend.use_lockfile
+    env = local.environment(name)
+    stackctl.init(name, env)
+    s3 = client(local, "s3", backend.region)
+    bucket, key = backend.bucket, backend.key
 
     first: dict[str, subprocess.CompletedProcess[str]] = {}
 
     def apply_in_background() -> None:
-        first["result"] = _apply("qa", env)
+        first["result"] = _apply(name, env)
 
     runner = threading.Thread(target=apply_in_background)
     runner.start()
     lock_seen = _wait_for_object(s3, bucket, f"{key}.tflock", timeout=60)
-    second = _apply("qa", env)
+    second = _apply(name, env)
     runner.join(timeout=300)
 
     assert lock_seen, "the first apply never took the S3 lock"
@@ -382,7 +422,7 @@ def test_s3_state_is_locked_against_a_concurrent_apply(local: LocalDeployment) -
     assert first["result"].returncode == 0, first["result"].stderr
     state = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert any(r["type"] == "aws_secretsmanager_secret" for r in state["resources"])
-    replanned = replan(local, "qa")
+    replanned = replan(local, name)
     assert replanned.returncode == 0, replanned.stdout[-3000:]
 
 
@@ -416,5 +456,5 @@ def test_prod_destroys_only_with_the_explicit_override(
 
     stackctl.destroy("prod", local.environment("prod"), auto_approve=True)
 
-    key = client(local, "kms").describe_key(KeyId=prod["kms_key_arn"])["KeyMetadata"]
+    key = in_region_of(local, "prod")("kms").describe_key(KeyId=prod["kms_key_arn"])["KeyMetadata"]
     assert key["KeyState"] == "PendingDeletion"

@@ -10,7 +10,8 @@ API call (CREDLINK_RECORD_CALLS); each run of Terraform acts as an env's apply o
   (a tag on everything, a replica region, the operator role replaced), a rotation outside
   Terraform, and destroy;
 - prod, as shipped (a replica, two existing task roles): deploy, then plan;
-- qa, a user-added env with S3 state and its lock file: plan before anything exists, deploy.
+- an env a user adds (the tests' own with S3 state and its lock file, replica regions and
+  several task roles; tests/conftest.py), with a plan role: plan before anything exists, deploy.
 
 What is proven:
 1. Each call a role made (status 2xx or 404) maps to the IAM actions AWS checks for it: the
@@ -54,7 +55,7 @@ from scripts.access import create_local_prerequisites
 from scripts.local_aws import LocalAws, run_rotation_function, start, stop
 from stacks.config import EnvironmentConfig, S3BackendConfig, load_environment, role_name
 from stacks.pipeline_policies import POLICY_FILES, pipeline_policies
-from tests.conftest import PROJECT_ROOT, Synthesis, run_main
+from tests.conftest import PROJECT_ROOT, REPLICATED_ENV, Synthesis, run_main
 from tests.infra.test_pipeline_policies import (
     SERVICES,
     Request,
@@ -226,7 +227,9 @@ def shipped_documents(config: EnvironmentConfig) -> dict[str, Json]:
     return documents
 
 
-FLOWS = ("dev", "prod", "qa")
+# The user-added env of the third flow (its env file: user_added_env).
+ADDED = REPLICATED_ENV
+FLOWS = ("dev", "prod", ADDED)
 
 
 @pytest.fixture(scope="module")
@@ -257,16 +260,16 @@ def _record(servers: Mapping[str, LocalAws], targets: Targets, synthesized: Synt
     envs = work / "envs"
     envs.mkdir()
     (envs / "dev.toml").write_text(day_two(synthesized.envs_dir / "dev.toml"), encoding="utf-8")
-    user_added_env(envs)
+    added_file = user_added_env(envs)
     outdir = work / "cdktf.out"
     synthesis: dict[str, Any] = {}
     synthesizing = threading.Thread(target=lambda: synthesis.update(result=run_main(envs, outdir)))
     synthesizing.start()
 
     dev, prod = (load_environment(synthesized.envs_dir / f"{env}.toml") for env in ("dev", "prod"))
-    dev2, qa = (load_environment(envs / f"{env}.toml") for env in ("dev", "qa"))
+    dev2, added = load_environment(envs / "dev.toml"), load_environment(added_file)
     shipped = {"dev": shipped_documents(dev), "prod": shipped_documents(prod)}
-    generated = {"dev": pipeline_policies(dev2), "qa": pipeline_policies(qa)}
+    generated = {"dev": pipeline_policies(dev2), ADDED: pipeline_policies(added)}
     phases: dict[str, Phase] = {}
     deployed: dict[str, Deployed] = {}
     written: dict[str, set[str]] = {}
@@ -326,14 +329,14 @@ def _record(servers: Mapping[str, LocalAws], targets: Targets, synthesized: Synt
         run("prod plan", "plan", prod, shipped["prod"], synthesized.outdir, stackctl.plan, extra={})
         deployed["prod"] = read_back(server, prod, synthesized.outdir)
 
-    def qa_flow(server: LocalAws) -> None:
-        create_local_prerequisites(qa, server)
+    def added_flow(server: LocalAws) -> None:
+        create_local_prerequisites(added, server)
         second = synthesized_second()
-        for name, kind, action in (("qa plan", "plan", stackctl.plan), ("qa deploy", "apply", deploy)):
-            versions = state_versions(server, qa)
-            run(name, kind, qa, generated["qa"], second, action, extra={})
-            written[name], deleted[name] = state_changes(versions, state_versions(server, qa))
-        deployed["qa"] = read_back(server, qa, second)
+        for name, kind, action in ((f"{ADDED} plan", "plan", stackctl.plan), (f"{ADDED} deploy", "apply", deploy)):
+            versions = state_versions(server, added)
+            run(name, kind, added, generated[ADDED], second, action, extra={})
+            written[name], deleted[name] = state_changes(versions, state_versions(server, added))
+        deployed[ADDED] = read_back(server, added, second)
 
     errors: list[BaseException] = []
 
@@ -347,7 +350,9 @@ def _record(servers: Mapping[str, LocalAws], targets: Targets, synthesized: Synt
 
         return threading.Thread(target=run_flow)
 
-    threads = [in_thread(flow, servers[name]) for name, flow in zip(FLOWS, (dev_flow, prod_flow, qa_flow), strict=True)]
+    threads = [
+        in_thread(flow, servers[name]) for name, flow in zip(FLOWS, (dev_flow, prod_flow, added_flow), strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -818,7 +823,7 @@ def test_every_call_each_role_made_is_allowed_by_its_document(recording: Recordi
         "dev deploy",
         "dev plan",
         "prod plan",
-        "qa plan",
+        f"{ADDED} plan",
     }
     assert covered.uncovered() == []
 
@@ -872,12 +877,12 @@ def test_every_granted_action_was_exercised_or_is_explained(recording: Recording
 
 
 def test_the_plan_role_wrote_only_the_lock(recording: Recording) -> None:
-    backend = recording.deployed["qa"].config.backend
+    backend = recording.deployed[ADDED].config.backend
     assert isinstance(backend, S3BackendConfig)
     lock = f"{backend.key}.tflock"
-    assert recording.written["qa plan"] == {lock}
-    assert recording.deleted["qa plan"] == {lock}
-    assert recording.written["qa deploy"] == {backend.key, lock}
+    assert recording.written[f"{ADDED} plan"] == {lock}
+    assert recording.deleted[f"{ADDED} plan"] == {lock}
+    assert recording.written[f"{ADDED} deploy"] == {backend.key, lock}
 
 
 def test_the_plan_documents_deny_every_write_on_the_deployed_resources(recording: Recording) -> None:

@@ -8,10 +8,35 @@ from pathlib import Path
 import pytest
 
 from bench.synth import generate_envs
-from stacks.config import ConfigError, load_environment, load_environments
-from tests.conftest import PROJECT_ROOT, QA_ENV, run_main
+from stacks.config import ConfigError, S3BackendConfig, load_environment, load_environments
+from tests.conftest import PROJECT_ROOT, REPLICATED_ENV, SHIPPED_ENVS, TEST_ENV_FILES, run_main
 
-DEV = (PROJECT_ROOT / "envs" / "dev.toml").read_text(encoding="utf-8")
+# A complete, valid env file of the tests' own: each case below edits one line of it. Not a
+# file from envs/, which is the user's to edit.
+VALID_NAME = "pytest-config"
+VALID = f"""\
+environment = "{VALID_NAME}"
+region = "us-east-1"
+recovery_window_days = 7
+kms_deletion_window_days = 7
+replica_regions = []
+alert_emails = ["pytest-alerts@example.com"]
+
+[access]
+apply_roles = ["{VALID_NAME}-deploy"]
+
+[service]
+task_roles = ["{VALID_NAME}-api-task"]
+log_group_name = "/pytest/config/app"
+
+[rotation]
+enabled = true
+days = 30
+
+[backend]
+type = "local"
+"""
+REPLICATED = TEST_ENV_FILES[REPLICATED_ENV]
 
 
 def _write(directory: Path, name: str, text: str) -> Path:
@@ -79,15 +104,16 @@ def _write(directory: Path, name: str, text: str) -> Path:
             id="kms-window-too-short",
         ),
         pytest.param(
-            lambda t: t.replace(
-                'alert_emails = ["platform-alerts+dev@example.com"]', 'alert_emails = ["not-an-email"]'
-            ),
+            lambda t: t.replace('alert_emails = ["pytest-alerts@example.com"]', 'alert_emails = ["not-an-email"]'),
             "alert_emails.0",
             "email",
             id="bad-email",
         ),
         pytest.param(
-            lambda t: t.replace('environment = "dev"\n', ""), "environment", "required key is missing", id="missing-key"
+            lambda t: t.replace(f'environment = "{VALID_NAME}"\n', ""),
+            "environment",
+            "required key is missing",
+            id="missing-key",
         ),
         pytest.param(
             lambda t: t.replace('type = "local"', 'type = "s3"\nbucket = "state-bucket"'),
@@ -112,9 +138,9 @@ def test_bad_env_file_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     envs = tmp_path / "envs"
     envs.mkdir()
-    text = edit(DEV)  # type: ignore[operator]
-    assert text != DEV, "the edit must change the file"
-    _write(envs, "dev.toml", text)
+    text = edit(VALID)  # type: ignore[operator]
+    assert text != VALID, "the edit must change the file"
+    path = _write(envs, f"{VALID_NAME}.toml", text)
     outdir = tmp_path / "cdktf.out"
 
     result = run_main(envs, outdir)
@@ -122,24 +148,26 @@ def test_bad_env_file_is_one_line_exit_2_and_writes_nothing(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {envs / 'dev.toml'}: {field}"), lines[0]
+    assert lines[0].startswith(f"error: {path}: {field}"), lines[0]
     assert message in lines[0]
     assert not outdir.exists()
+
+
+def test_the_cases_edit_a_valid_file(tmp_path: Path) -> None:
+    assert load_environment(_write(tmp_path, f"{VALID_NAME}.toml", VALID)).environment == VALID_NAME
 
 
 def test_duplicate_environment_name_names_both_files(tmp_path: Path) -> None:
     envs = tmp_path / "envs"
     envs.mkdir()
-    _write(envs, "dev.toml", DEV)
-    _write(envs, "dev-copy.toml", DEV)
+    original = _write(envs, f"{VALID_NAME}.toml", VALID)
+    copy = _write(envs, f"{VALID_NAME}-copy.toml", VALID)
     outdir = tmp_path / "cdktf.out"
 
     result = run_main(envs, outdir)
 
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"error: {envs / 'dev.toml'}: environment: 'dev' is already defined in {envs / 'dev-copy.toml'}"
-    )
+    assert result.stderr.strip() == f"error: {original}: environment: '{VALID_NAME}' is already defined in {copy}"
     assert not outdir.exists()
 
 
@@ -152,41 +180,64 @@ def test_no_env_files_is_an_error(tmp_path: Path) -> None:
 def test_one_bad_file_among_good_ones_stops_everything(tmp_path: Path) -> None:
     envs = tmp_path / "envs"
     envs.mkdir()
-    _write(envs, "dev.toml", DEV)
-    _write(envs, "qa.toml", QA_ENV.replace('region = "eu-west-1"', 'region = "eu-west"'))
+    _write(envs, f"{VALID_NAME}.toml", VALID)
+    bad = _write(envs, f"{REPLICATED_ENV}.toml", REPLICATED.replace('region = "eu-west-1"', 'region = "eu-west"', 1))
     outdir = tmp_path / "cdktf.out"
 
     result = run_main(envs, outdir)
 
     assert result.returncode == 2
-    assert f"{envs / 'qa.toml'}: region" in result.stderr
+    assert f"{bad}: region" in result.stderr
     assert not outdir.exists()
 
 
-def test_shipped_envs_load_with_defaults(tmp_path: Path) -> None:
-    configs = {c.environment: c for c in load_environments((PROJECT_ROOT / "envs").glob("*.toml"))}
-    assert set(configs) == {"dev", "staging", "prod"}
-    assert all(c.project_name == "credlink" for c in configs.values())
-    assert configs["dev"].service.create_demo_resources
-    assert not configs["prod"].service.create_demo_resources
-    assert configs["prod"].recovery_window_days == 30
-    assert configs["prod"].kms_deletion_window_days == 30
-    assert configs["prod"].replica_regions == ("us-west-2",)
-    assert all(c.rotation.enabled and c.rotation.days == 30 for c in configs.values())
-    assert load_environment(_write(tmp_path, "qa.toml", QA_ENV)).rotation.enabled  # on unless turned off
+def test_every_env_file_in_envs_loads() -> None:
+    """Whatever envs/ holds: valid, one environment per file."""
+    configs = load_environments((PROJECT_ROOT / "envs").glob("*.toml"))
+    assert sorted(config.environment for config in configs) == sorted(SHIPPED_ENVS)
+
+
+def test_what_an_env_file_leaves_out_takes_the_defaults(tmp_path: Path) -> None:
+    minimal = load_environment(_write(tmp_path, f"{VALID_NAME}.toml", VALID))
+    assert minimal.project_name == "credlink"
+    assert minimal.access.plan_roles == minimal.access.key_admin_roles == minimal.access.operator_roles == ()
+    assert not minimal.deletion_protection
+    assert not minimal.service.create_demo_resources
+    assert minimal.tags == {}
+    # [rotation] without `enabled`, [backend] s3 without `use_lockfile`: both on.
+    replicated = load_environment(_write(tmp_path, f"{REPLICATED_ENV}.toml", REPLICATED))
+    assert "enabled" not in REPLICATED
+    assert replicated.rotation.enabled
+    assert replicated.rotation.days == 45
+    assert isinstance(replicated.backend, S3BackendConfig)
+    assert replicated.backend.use_lockfile
+
+
+@pytest.mark.parametrize(
+    "name",
+    [name for name in ("dev", "prod") if name in SHIPPED_ENVS],  # a user may have removed either
+)
+def test_the_shipped_dev_stands_alone_and_prod_keeps_its_guard(name: str) -> None:
+    """What the README and the e2e tests rely on in these two files, as shipped."""
+    config = load_environment(PROJECT_ROOT / "envs" / f"{name}.toml")
+    if name == "dev":  # `make demo` deploys it to local AWS without any role or log group made first
+        assert config.service.create_demo_resources
+    else:  # Terraform refuses to destroy prod's keys and secret unless CREDLINK_ALLOW_DESTROY names it
+        assert config.deletion_protection
+        assert not config.service.create_demo_resources
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
-    config = load_environment(_write(tmp_path, "qa.toml", QA_ENV))
+    config = load_environment(_write(tmp_path, f"{REPLICATED_ENV}.toml", REPLICATED))
     with pytest.raises(ValueError, match="frozen"):
         config.region = "us-west-2"  # type: ignore[misc]
-    assert config.secret_name == "credlink/qa/api-keys"
+    assert config.secret_name == f"credlink/{REPLICATED_ENV}/api-keys"
 
 
 def test_error_never_echoes_a_value_it_rejects(tmp_path: Path) -> None:
     # A secret pasted into an env file by mistake must not be printed back.
     fake_secret = "fake-pasted-secret-value-0123456789"
-    path = _write(tmp_path, "qa.toml", QA_ENV + f'api_keys = "{fake_secret}"\n')
+    path = _write(tmp_path, f"{REPLICATED_ENV}.toml", REPLICATED + f'api_keys = "{fake_secret}"\n')
     with pytest.raises(ConfigError) as raised:
         load_environment(path)
     assert fake_secret not in str(raised.value)

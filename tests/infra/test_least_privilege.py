@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Synthesis
-from tests.infra.test_stacks import ALL_ENVS
+from stacks.config import EnvironmentConfig
+from tests.conftest import ALL_ENVS, PROJECT_ROOT, Synthesis
 
 pytestmark = pytest.mark.synth
 
@@ -114,7 +114,7 @@ def test_every_secrets_manager_action_is_scoped_to_this_envs_secret(synthesized:
 
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_every_kms_use_is_conditioned(synthesized: Synthesis, env: str) -> None:
-    region = {"qa": "eu-west-1"}.get(env, "us-east-1")
+    region = synthesized.configs[env].region
     services = {name.format(region=region): key for name, key in SERVICE_KMS_USE.items()}
     for _, path, statements in documents(synthesized.stacks[env]):
         for statement in filter(allows, statements):
@@ -135,11 +135,20 @@ def test_every_kms_use_is_conditioned(synthesized: Synthesis, env: str) -> None:
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_no_env_names_another_envs_resources(synthesized: Synthesis, env: str) -> None:
     text = json.dumps(synthesized.stacks[env])
-    for other in ALL_ENVS:
-        if other == env:
+    own = name_markers(synthesized.configs[env])
+    for other in synthesized.configs.values():
+        if other.environment == env:
             continue
-        for marker in (f"credlink/{other}/", f"credlink-{other}-", f"/credlink/{other}/"):
-            assert marker not in text, f"{env} mentions {marker}"
+        for marker in name_markers(other):
+            for found in re.finditer(re.escape(marker), text):
+                # Another env's name may start this one's (prod, prod-eu): there, this env's longer name is meant.
+                ours = any(len(mine) > len(marker) and text.startswith(mine, found.start()) for mine in own)
+                assert ours, f"{env} mentions {marker}"
+
+
+def name_markers(config: EnvironmentConfig) -> tuple[str, ...]:
+    """How an environment's resources are named: its secret (and log groups), and everything else."""
+    return (f"{config.project_name}/{config.environment}/", f"{config.name_prefix}-")
 
 
 @pytest.mark.parametrize("env", ALL_ENVS)

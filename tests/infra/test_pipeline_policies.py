@@ -27,7 +27,14 @@ import pytest
 
 from stacks.config import EnvironmentConfig, S3BackendConfig, load_environment, load_environments, role_name
 from stacks.pipeline_policies import ACCOUNT, POLICY_FILES, RESOURCE_ACCOUNT, WILDCARD_ONLY, pipeline_policies, render
-from tests.conftest import PROJECT_ROOT, QA_ENV, Synthesis
+from tests.conftest import (
+    PROJECT_ROOT,
+    REPLICATED_ENV,
+    ROTATION_OFF_ENV,
+    TEST_ENV_FILES,
+    Synthesis,
+    write_env_file,
+)
 
 EVALUATOR = PROJECT_ROOT / "scripts" / "authz" / "evaluate.mjs"
 IAM_DATA = PROJECT_ROOT / "node_modules" / "@cloud-copilot" / "iam-data" / "data"
@@ -192,20 +199,25 @@ def env_files() -> list[Path]:
 
 
 def user_added_env(directory: Path) -> Path:
-    """An env a user adds (tests/conftest.py's qa, with S3 state), with a plan role."""
-    path = directory / "qa.toml"
-    path.write_text(QA_ENV.replace('apply_roles = ["credlink-qa-deploy"]', _QA_ACCESS), encoding="utf-8")
-    return path
+    """An env a user adds next to the others: the tests' own with S3 state (tests/conftest.py),
+    given a plan role, so the plan document's S3 lock object is exercised."""
+    text = TEST_ENV_FILES[REPLICATED_ENV]
+    apply_roles = f'apply_roles = ["{REPLICATED_ENV}-deploy"]'
+    assert apply_roles in text
+    return write_env_file(directory, REPLICATED_ENV, text.replace(apply_roles, f"{apply_roles}\n{_PLAN_ROLES}"))
 
 
-_QA_ACCESS = 'apply_roles = ["credlink-qa-deploy"]\nplan_roles = ["credlink-qa-plan"]'
+_PLAN_ROLES = f'plan_roles = ["{REPLICATED_ENV}-plan"]'
 
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory: pytest.TempPathFactory) -> list[EnvironmentConfig]:
-    added = user_added_env(tmp_path_factory.mktemp("user-env"))
-    assert "plan_roles" in added.read_text(encoding="utf-8")
-    return [*load_environments(env_files()), load_environment(added)]
+    """envs/ and the tests' own env files, the one with S3 state given a plan role."""
+    directory = tmp_path_factory.mktemp("test-envs")
+    added = user_added_env(directory)
+    assert _PLAN_ROLES in added.read_text(encoding="utf-8")
+    others = [write_env_file(directory, name, text) for name, text in TEST_ENV_FILES.items() if name != REPLICATED_ENV]
+    return [*load_environments(env_files()), *load_environments([added, *others])]
 
 
 def role_arn(role: str, account: str = LOCAL_ACCOUNT) -> str:
@@ -344,16 +356,16 @@ def test_check_names_every_stale_or_missing_file_and_writes_nothing(tmp_path: Pa
     envs.mkdir()
     for path in env_files():
         (envs / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    user_added_env(envs)
+    kept = write_env_file(envs, ROTATION_OFF_ENV, TEST_ENV_FILES[ROTATION_OFF_ENV])
+    added = user_added_env(envs)
     written = run_module("--out", str(out), envs_dir=envs)
     assert written.returncode == 0, written.stderr
     assert run_module("--check", "--out", str(out), envs_dir=envs).returncode == 0
 
-    first = env_files()[0].stem
-    stale, missing = out / first / POLICY_FILES["apply"], out / first / POLICY_FILES["plan"]
+    stale, missing = out / kept.stem / POLICY_FILES["apply"], out / kept.stem / POLICY_FILES["plan"]
     stale.write_text(stale.read_text(encoding="utf-8").replace('"Allow"', '"Deny"', 1), encoding="utf-8")
     missing.unlink()
-    (envs / "qa.toml").unlink()  # its files now belong to no env file
+    added.unlink()  # its files now belong to no env file
     before = {path: path.read_bytes() for path in out.rglob("*.json")}
 
     checked = run_module("--check", "--out", str(out), envs_dir=envs)
@@ -364,7 +376,7 @@ def test_check_names_every_stale_or_missing_file_and_writes_nothing(tmp_path: Pa
         [
             f"{stale}: stale",
             f"{missing}: missing",
-            *(f"{out / 'qa' / name}: no env file for it" for name in POLICY_FILES.values()),
+            *(f"{out / added.stem / name}: no env file for it" for name in POLICY_FILES.values()),
         ]
     )
     assert {path: path.read_bytes() for path in out.rglob("*.json")} == before
@@ -372,7 +384,7 @@ def test_check_names_every_stale_or_missing_file_and_writes_nothing(tmp_path: Pa
     rewritten = run_module("--out", str(out), envs_dir=envs)
     assert rewritten.returncode == 0, rewritten.stderr
     assert run_module("--check", "--out", str(out), envs_dir=envs).returncode == 0
-    assert not list((out / "qa").glob("*.json"))
+    assert not list((out / added.stem).glob("*.json"))
 
 
 def test_files_are_pretty_printed_with_a_trailing_newline(configs: list[EnvironmentConfig]) -> None:
@@ -781,6 +793,12 @@ def _stack_requests(config: EnvironmentConfig, stack: Json, stack_dir: Path, unk
     regions = {f"aws.{p['alias']}": p["region"] for p in stack["provider"]["aws"] if "alias" in p}
     default_tags = next(p for p in stack["provider"]["aws"] if "alias" not in p)["default_tags"][0]["tags"]
 
+    # A role the env file names by ARN keeps that ARN's path; the others are named without one.
+    given_arns = {role_name(arn): arn for arn in r.named_roles}
+
+    def arn_of_role(name: str) -> str:
+        return given_arns.get(name, role_arn(name))
+
     def name_of(reference: str, attribute: str = "name") -> str:
         """A literal, or the named attribute of the resource a `${type.name.attr}` reference points to."""
         match = re.fullmatch(r"\$\{(\w+)\.(\w+)\.\w+\}", reference)
@@ -814,10 +832,16 @@ def _stack_requests(config: EnvironmentConfig, stack: Json, stack_dir: Path, unk
             elif resource_type == "aws_iam_role":
                 ask("apply", what, "iam:CreateRole", role_arn(body["name"]))
             elif resource_type == "aws_iam_role_policy":
-                ask("apply", what, "iam:PutRolePolicy", role_arn(name_of(body["role"])))
+                ask("apply", what, "iam:PutRolePolicy", arn_of_role(name_of(body["role"])))
             elif resource_type == "aws_iam_role_policy_attachment":
                 policy = f"arn:aws:iam::{LOCAL_ACCOUNT}:policy/{name_of(body['policy_arn'])}"
-                ask("apply", what, "iam:AttachRolePolicy", role_arn(name_of(body["role"])), **{"iam:PolicyARN": policy})
+                ask(
+                    "apply",
+                    what,
+                    "iam:AttachRolePolicy",
+                    arn_of_role(name_of(body["role"])),
+                    **{"iam:PolicyARN": policy},
+                )
             elif resource_type == "aws_kms_alias":
                 ask("apply", what, "kms:CreateAlias", r.arn("kms", body["name"], region))
             elif resource_type == "aws_kms_key":
@@ -827,7 +851,7 @@ def _stack_requests(config: EnvironmentConfig, stack: Json, stack_dir: Path, unk
                 function = r.arn("lambda", f"function:{body['function_name']}", region)
                 ask("apply", what, "lambda:CreateFunction", function)
                 passed = {"iam:PassedToService": "lambda.amazonaws.com"}
-                ask("apply", what, "iam:PassRole", role_arn(name_of(body["role"])), **passed)
+                ask("apply", what, "iam:PassRole", arn_of_role(name_of(body["role"])), **passed)
             elif resource_type == "aws_lambda_permission":
                 function = r.arn("lambda", f"function:{name_of(body['function_name'], 'function_name')}", region)
                 ask("apply", what, "lambda:AddPermission", function, **{"lambda:Principal": body["principal"]})
@@ -846,7 +870,7 @@ def _stack_requests(config: EnvironmentConfig, stack: Json, stack_dir: Path, unk
         for name, body in instances.items():
             if data_type == "aws_iam_role":
                 for kind in POLICY_FILES:
-                    ask(kind, f"data.{data_type}.{name}", "iam:GetRole", role_arn(body["name"]))
+                    ask(kind, f"data.{data_type}.{name}", "iam:GetRole", arn_of_role(body["name"]))
             elif data_type not in _NO_CALL_DATA:
                 unknown.append(f"{config.environment}: data source {data_type}")
 

@@ -18,7 +18,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_lean_and_naive_imports_synthesize_byte_identical_output(
     synthesized: Synthesis, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Both ways, side by side, over every env (the shipped ones and a user-added one)."""
+    """Both ways, side by side, over every env (what envs/ holds and the tests' own)."""
     trees = {}
     for provider_import in ("lean", "naive"):
         outdir = tmp_path_factory.mktemp(f"cdktf-{provider_import}.out")

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from main import ROTATION_PACKAGE_MODULES
-from tests.conftest import PROJECT_ROOT, Synthesis, run_captured
-from tests.infra.test_stacks import ALL_ENVS
+from tests.conftest import ALL_ENVS, PROJECT_ROOT, REPLICATED_ENV, Synthesis, run_captured
 
 pytestmark = pytest.mark.synth
 
@@ -24,7 +23,15 @@ def the_function(stack: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("env", ALL_ENVS)
 def test_the_archive_holds_exactly_the_handler_modules_named_by_content(synthesized: Synthesis, env: str) -> None:
+    packages = list((synthesized.outdir / "stacks" / env).rglob("*.zip"))
+    if not synthesized.configs[env].rotation.enabled:  # no function, so no package either
+        assert "aws_lambda_function" not in synthesized.stacks[env]["resource"]
+        assert packages == []
+        return
     function = the_function(synthesized.stacks[env])
+    assert [path.relative_to(synthesized.outdir / "stacks" / env).as_posix() for path in packages] == [
+        function["filename"]
+    ]
     assert function["filename"].split("/")[-2] == function["source_code_hash"]  # the content hash, not a timestamp
     with zipfile.ZipFile(synthesized.outdir / "stacks" / env / function["filename"]) as package:
         assert sorted(package.namelist()) == sorted(f"apikeys/{name}" for name in ROTATION_PACKAGE_MODULES)
@@ -47,8 +54,8 @@ assert set(loaded) == packaged, sorted(set(loaded) ^ packaged)  # all it imports
 
 
 def test_the_handler_imports_from_the_archive_alone(synthesized: Synthesis, tmp_path: Path) -> None:
-    function = the_function(synthesized.stacks["dev"])
-    with zipfile.ZipFile(synthesized.outdir / "stacks" / "dev" / function["filename"]) as package:
+    function = the_function(synthesized.stacks[REPLICATED_ENV])  # the tests' own env, rotation on
+    with zipfile.ZipFile(synthesized.outdir / "stacks" / REPLICATED_ENV / function["filename"]) as package:
         package.extractall(tmp_path)
     module, _, name = function["handler"].rpartition(".")
     assert (module, name) == ("apikeys.rotation", "handler")

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Synthesis
-from tests.infra.test_stacks import ALL_ENVS
+from tests.conftest import ALL_ENVS, PROJECT_ROOT, Synthesis
 
 pytestmark = [pytest.mark.terraform]
 
