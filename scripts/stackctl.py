@@ -235,7 +235,15 @@ def apply(env_name: str, env: Mapping[str, str], *, allow_replace: bool) -> Plan
         sys.stderr.write(result.stderr)
         raise StackError(f"terraform apply {_shown(plan_file)} failed (exit {result.returncode})")
     print(f"applied {_shown(plan_file)}: {summary.counts}", file=sys.stderr)
+    _write_outputs_file(env_name, env)
     return summary
+
+
+def _write_outputs_file(env_name: str, env: Mapping[str, str]) -> None:
+    """outputs.json as `cdktf deploy --outputs-file` writes it, read by `apikeys verify` etc."""
+    values = json.loads(terraform_stdout(env_name, "output", "-json", env=env, step=f"terraform output ({env_name})"))
+    document = {env_name: {name: value["value"] for name, value in values.items()}}
+    _write(stack_dir(env_name) / "outputs.json", json.dumps(document, indent=2) + "\n")
 
 
 def drift_check(env_name: str, env: Mapping[str, str]) -> tuple[Drift, ...]:

@@ -82,7 +82,11 @@ def dev(pipeline_local: LocalDeployment) -> dict[str, str]:
     created = changed_addresses(plan, "create")
     assert created
     assert state_addresses(pipeline_local) == created  # what was applied is exactly what was planned
-    return stackctl.outputs(ENV, pipeline_local.environment(ENV))
+    outputs = stackctl.outputs(ENV, pipeline_local.environment(ENV))
+    # The outputs file the operator CLI reads, as `make deploy` writes it.
+    written = json.loads((stackctl.stack_dir(ENV) / "outputs.json").read_text(encoding="utf-8"))
+    assert written[ENV]["secret_arn"] == outputs["secret_arn"]
+    return outputs
 
 
 def test_the_first_apply_creates_exactly_the_planned_resources(dev: dict[str, str]) -> None:
