@@ -16,6 +16,8 @@ $(error TARGET must be local or aws, not '$(TARGET)')
 endif
 # Comma-separated environments whose destroy guard is lifted for this run (e.g. ALLOW_DESTROY=prod).
 ALLOW_DESTROY ?=
+# Comma-separated environments whose saved plan may destroy or replace a stateful resource (make apply).
+ALLOW_REPLACE ?=
 STACKCTL := $(PY) -m scripts.stackctl --env $(ENV) --target $(TARGET)
 
 # Node.js 22 or newer for everything that runs on Node (the cdktf CLI, jsii, the tests): the
@@ -30,7 +32,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs authz plan deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -93,8 +95,14 @@ local-prereqs: setup ## Create in local AWS the roles and log group ENV's file e
 local-down: setup ## Stop local AWS and forget its local state
 	$(PY) -m scripts.local_aws stop
 
-plan: synth ## terraform plan ENV=<env> [TARGET=local|aws] -> cdktf.out/stacks/<env>/plan.{tfplan,json}
+plan: synth ## terraform plan ENV=<env> [TARGET=local|aws] -> cdktf.out/stacks/<env>/plan.{tfplan,json}, plan-summary.md
 	$(STACKCTL) plan
+
+apply: setup ## Apply the saved plan of ENV [TARGET=...] and nothing else; [ALLOW_REPLACE=<env>] for a stateful replace
+	$(STACKCTL) apply $(if $(ALLOW_REPLACE),--allow-replace $(ALLOW_REPLACE))
+
+drift: synth ## Refresh-only plan of ENV [TARGET=...]: what changed outside Terraform (fails on drift)
+	$(STACKCTL) drift
 
 deploy: synth ## cdktf deploy ENV=<env> [TARGET=local|aws] [AUTO_APPROVE=1: no prompt, e.g. behind a CI approval gate]
 	$(STACKCTL) deploy $(if $(AUTO_APPROVE),--auto-approve)

@@ -1,6 +1,8 @@
 """Plan, deploy and destroy one synthesized stack against local AWS or real AWS.
 
     python -m scripts.stackctl plan    --env dev [--target local|aws]
+    python -m scripts.stackctl apply   --env dev [--target local|aws] [--allow-replace dev]
+    python -m scripts.stackctl drift   --env dev [--target local|aws]
     python -m scripts.stackctl deploy  --env dev [--target local|aws] [--auto-approve]
     python -m scripts.stackctl destroy --env dev [--target local|aws] [--auto-approve]
     python -m scripts.stackctl outputs --env dev [--target local|aws]
@@ -15,6 +17,14 @@ Either way, before Terraform runs, every role the env file names must exist and 
 must be one that may manage (or, to plan, read) the keys (`scripts.access.preflight`).
 `prereqs` creates in local AWS the roles and log group the env file expects to exist.
 The synthesized Terraform is the same for both targets.
+
+`plan` saves the plan (plan.tfplan, plan.json) and its summary (plan-summary.md: counts, every
+destroy or replace, stateful ones flagged). `apply` applies that saved plan and nothing else;
+it refuses a plan that destroys or replaces a stateful resource unless `--allow-replace` names
+the env, and a stale plan (state changed since) with one line. `drift` runs a refresh-only
+plan and reports what changed outside Terraform by address and attribute name, never by
+value: exit 0 in sync, 2 drift, 1 error. Summaries and reports also go to
+$GITHUB_STEP_SUMMARY when it is set (GitHub Actions).
 """
 
 from __future__ import annotations
@@ -35,9 +45,13 @@ if TYPE_CHECKING:
 
 from scripts.access import AccessError, assume_locally, create_local_prerequisites, environment_config, preflight
 from scripts.local_aws import LocalAws, recorded
+from scripts.plan_report import Drift, PlanSummary, drift, guarded_addresses, render_drift, render_summary, summarize
 from stacks.config import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLAN_FILE, PLAN_JSON, PLAN_SUMMARY = "plan.tfplan", "plan.json", "plan-summary.md"
+DRIFT_FILE, DRIFT_REPORT = "drift.tfplan", "drift-report.md"
+DRIFT_EXIT = 2
 
 
 class StackError(Exception):
@@ -149,16 +163,110 @@ def init(env_name: str, env: Mapping[str, str]) -> None:
     terraform(env_name, "init", "-input=false", env=env, step=f"terraform init ({env_name})")
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the project when it is inside it (error messages), else as is."""
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write whole or not at all: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def publish(markdown: str) -> None:
+    """Print a summary, and add it to the GitHub Actions job summary when running there."""
+    print(markdown)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as file:
+            file.write(markdown + "\n")
+
+
+def plan_summary(env_name: str, plan_json: str) -> PlanSummary:
+    stack = json.loads((stack_dir(env_name) / "cdk.tf.json").read_text(encoding="utf-8"))
+    return summarize(json.loads(plan_json), guarded_addresses(stack))
+
+
 def plan(env_name: str, env: Mapping[str, str]) -> Path:
-    """`terraform plan` into plan.tfplan, and its JSON (for policy scans) into plan.json."""
+    """`terraform plan` into plan.tfplan, its JSON (for policy scans) into plan.json and its
+    summary into plan-summary.md. A failed plan leaves no earlier plan behind to apply."""
+    directory = stack_dir(env_name)
+    for name in (PLAN_FILE, PLAN_JSON, PLAN_SUMMARY):
+        (directory / name).unlink(missing_ok=True)
     init(env_name, env)
-    plan_file = stack_dir(env_name) / "plan.tfplan"
-    terraform(env_name, "plan", "-input=false", f"-out={plan_file.name}", env=env, step=f"terraform plan ({env_name})")
-    plan_json = terraform_stdout(
-        env_name, "show", "-json", plan_file.name, env=env, step=f"terraform show ({env_name})"
-    )
-    (stack_dir(env_name) / "plan.json").write_text(plan_json, encoding="utf-8")
-    return plan_file
+    terraform(env_name, "plan", "-input=false", f"-out={PLAN_FILE}", env=env, step=f"terraform plan ({env_name})")
+    try:
+        plan_json = terraform_stdout(env_name, "show", "-json", PLAN_FILE, env=env, step=f"terraform show ({env_name})")
+    except StackError:
+        (directory / PLAN_FILE).unlink(missing_ok=True)
+        raise
+    _write(directory / PLAN_JSON, plan_json)
+    summary = render_summary(env_name, plan_summary(env_name, plan_json))
+    _write(directory / PLAN_SUMMARY, summary)
+    publish(summary)
+    return directory / PLAN_FILE
+
+
+def apply(env_name: str, env: Mapping[str, str], *, allow_replace: bool) -> PlanSummary:
+    """`terraform apply plan.tfplan`: the saved plan and nothing else, never a new plan."""
+    plan_file = stack_dir(env_name) / PLAN_FILE
+    if not plan_file.is_file():
+        raise StackError(f"{_shown(plan_file)} does not exist: run `make plan ENV={env_name}` first")
+    init(env_name, env)
+    # The plan file itself, not plan.json beside it, decides what is applied and so what is checked.
+    saved = terraform_stdout(env_name, "show", "-json", PLAN_FILE, env=env, step=f"terraform show {_shown(plan_file)}")
+    summary = plan_summary(env_name, saved)
+    if summary.stateful and not allow_replace:
+        named = ", ".join(f"{change.action} {change.address}" for change in summary.stateful)
+        raise StackError(
+            f"{_shown(plan_file)} would {named} (stateful): not applied; to go ahead, name the env: "
+            f"make apply ENV={env_name} ALLOW_REPLACE={env_name}"
+        )
+    argv = ["terraform", f"-chdir={stack_dir(env_name)}", "apply", "-input=false", PLAN_FILE]
+    print(f"$ {' '.join(argv)}", file=sys.stderr)
+    result = subprocess.run(argv, env=dict(env), stderr=subprocess.PIPE, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        if "Saved plan is stale" in result.stderr:
+            raise StackError(
+                f"{_shown(plan_file)}: the saved plan is stale: plan again (state changed since it was made)"
+            )
+        sys.stderr.write(result.stderr)
+        raise StackError(f"terraform apply {_shown(plan_file)} failed (exit {result.returncode})")
+    print(f"applied {_shown(plan_file)}: {summary.counts}", file=sys.stderr)
+    _write_outputs_file(env_name, env)
+    return summary
+
+
+def _write_outputs_file(env_name: str, env: Mapping[str, str]) -> None:
+    """outputs.json as `cdktf deploy --outputs-file` writes it, read by `apikeys verify` etc."""
+    values = json.loads(terraform_stdout(env_name, "output", "-json", env=env, step=f"terraform output ({env_name})"))
+    document = {env_name: {name: value["value"] for name, value in values.items()}}
+    _write(stack_dir(env_name) / "outputs.json", json.dumps(document, indent=2) + "\n")
+
+
+def drift_check(env_name: str, env: Mapping[str, str]) -> tuple[Drift, ...]:
+    """A refresh-only plan: what changed outside Terraform. Terraform's own output shows values
+    (policy text), so it is kept from the terminal; the report names addresses and attributes."""
+    directory = stack_dir(env_name)
+    for name in (DRIFT_FILE, DRIFT_REPORT):
+        (directory / name).unlink(missing_ok=True)
+    init(env_name, env)
+    argv = ["terraform", f"-chdir={directory}", "plan", "-refresh-only", "-detailed-exitcode", "-input=false",
+            "-no-color", f"-out={DRIFT_FILE}"]  # fmt: skip
+    print(f"$ {' '.join(argv)}", file=sys.stderr)
+    result = subprocess.run(argv, env=dict(env), capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode not in (0, DRIFT_EXIT):
+        errors = [line.strip() for line in result.stderr.splitlines() if line.startswith(("Error:", "│ Error:"))]
+        reason = errors[0].lstrip("│ ") if errors else f"exit {result.returncode}"
+        raise StackError(f"terraform plan -refresh-only ({env_name}) failed: {reason}")
+    shown = terraform_stdout(env_name, "show", "-json", DRIFT_FILE, env=env, step=f"terraform show ({env_name})")
+    drifted = drift(json.loads(shown))
+    report = render_drift(env_name, drifted)
+    _write(directory / DRIFT_REPORT, report)
+    publish(report)
+    return drifted
 
 
 def deploy(env_name: str, env: Mapping[str, str], *, auto_approve: bool) -> None:
@@ -201,10 +309,16 @@ def outputs(env_name: str, env: Mapping[str, str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackctl", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["plan", "deploy", "destroy", "outputs", "prereqs"])
+    parser.add_argument("action", choices=["plan", "apply", "drift", "deploy", "destroy", "outputs", "prereqs"])
     parser.add_argument("--env", required=True)
     parser.add_argument("--target", choices=["local", "aws"], default="local")
     parser.add_argument("--auto-approve", action="store_true")
+    parser.add_argument(
+        "--allow-replace",
+        default="",
+        metavar="ENVS",
+        help="apply: comma-separated envs whose saved plan may destroy or replace stateful resources",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "prereqs":
@@ -213,10 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             created = create_local_prerequisites(environment_config(args.env), running_local_aws())
             print(f"local AWS: {', '.join(created) or 'nothing to create'}", file=sys.stderr)
             return 0
-        env = target_environment(args.env, args.target, plan_only=args.action == "plan")
+        env = target_environment(args.env, args.target, plan_only=args.action in ("plan", "drift"))
         auto_approve = args.auto_approve or args.target == "local"
         if args.action == "plan":
-            print(f"plan written to {plan(args.env, env).relative_to(PROJECT_ROOT)}", file=sys.stderr)
+            print(f"plan written to {_shown(plan(args.env, env))}", file=sys.stderr)
+        elif args.action == "apply":
+            allowed = {name.strip() for name in args.allow_replace.split(",")}
+            apply(args.env, env, allow_replace=args.env in allowed)
+        elif args.action == "drift":
+            return DRIFT_EXIT if drift_check(args.env, env) else 0
         elif args.action == "deploy":
             deploy(args.env, env, auto_approve=auto_approve)
         elif args.action == "destroy":

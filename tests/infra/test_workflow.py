@@ -169,33 +169,66 @@ def test_run_steps_must_be_make_commands() -> None:
         make_targets_in("make synth\nterraform apply -auto-approve\n")
 
 
+def make_targets_of(job: dict[str, Any]) -> list[str]:
+    return [target for step in job.get("steps", []) if "run" in step for target in make_targets_in(str(step["run"]))]
+
+
 def test_infrastructure_workflow_shape() -> None:
     workflow = load_workflow(INFRASTRUCTURE_WORKFLOW)
-    assert set(workflow["on"]) == {"pull_request", "push", "workflow_dispatch"}
+    assert set(workflow["on"]) == {"pull_request", "push", "schedule", "workflow_dispatch"}
     assert workflow["on"]["push"]["branches"] == ["main"]
+    assert len(workflow["on"]["schedule"]) == 1
     assert workflow["permissions"] == {"contents": "read"}
     assert "${{ github.ref }}" in workflow["concurrency"]["group"]
     assert workflow["concurrency"]["cancel-in-progress"] is False
 
     all_jobs = jobs(workflow)
-    assert set(all_jobs) == {"envs", "plan", "apply"}
-    plan, apply = all_jobs["plan"], all_jobs["apply"]
+    assert set(all_jobs) == {"envs", "test", "plan", "apply", "drift"}
+    test, plan, apply, drift = (all_jobs[name] for name in ("test", "plan", "apply", "drift"))
+
+    # test: the whole suite, before any plan, with no AWS credential.
+    assert make_targets_of(test) == ["test"]
+    assert test["permissions"] == {"contents": "read"}
+    assert "test" in plan["needs"]
+
+    # plan: per env, saved plan and scan; never on the nightly schedule.
     assert plan["strategy"]["fail-fast"] is False
     assert plan["permissions"]["id-token"] == "write"
     assert plan["permissions"]["security-events"] == "write"
+    assert {"plan", "scan"} <= set(make_targets_of(plan))
+    for job in (test, plan):
+        assert job["if"] == "github.event_name != 'schedule'"
 
-    # apply: pushes to main only, after plan, one GitHub environment (approval gate) per env.
+    # apply: pushes to main only, after plan, one GitHub environment (approval gate) per env;
+    # it applies the plan job's artifact and never plans, deploys or synthesizes again.
     assert "refs/heads/main" in apply["if"]
     assert "github.event_name == 'push'" in apply["if"]
     assert "plan" in apply["needs"]
     assert apply["environment"] == "${{ matrix.env }}"
     assert apply["permissions"] == {"contents": "read", "id-token": "write"}
+    assert make_targets_of(apply) == ["setup", "apply"]
+    [upload] = [s for s in plan["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    [download] = [s for s in apply["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert download["with"]["name"] == upload["with"]["name"] == "plan-${{ matrix.env }}"
+    assert download["with"]["path"] == "cdktf.out/stacks/${{ matrix.env }}"
+    assert "cdktf.out/stacks/${{ matrix.env }}/" in upload["with"]["path"].splitlines()
+    assert upload["with"]["include-hidden-files"] is True  # .terraform.lock.hcl
+
+    # drift: the nightly schedule only, per env, read-only.
+    assert drift["if"] == "github.event_name == 'schedule'"
+    assert drift["strategy"]["fail-fast"] is False
+    assert "drift" in make_targets_of(drift)
+    assert "environment" not in drift
 
 
 @pytest.mark.parametrize(
     ("job_id", "role"),
-    [("plan", "${{ vars.AWS_PLAN_ROLE_ARN }}"), ("apply", "${{ vars.AWS_APPLY_ROLE_ARN }}")],
-    ids=["plan", "apply"],
+    [
+        ("plan", "${{ vars.AWS_PLAN_ROLE_ARN }}"),
+        ("apply", "${{ vars.AWS_APPLY_ROLE_ARN }}"),
+        ("drift", "${{ vars.AWS_PLAN_ROLE_ARN }}"),
+    ],
+    ids=["plan", "apply", "drift"],
 )
 def test_aws_credentials_are_an_oidc_role(job_id: str, role: str) -> None:
     job = jobs(load_workflow(INFRASTRUCTURE_WORKFLOW))[job_id]
