@@ -18,7 +18,7 @@ from scripts import stackctl
 from scripts.local_aws import run_rotation_function
 from tests.conftest import Synthesis
 from tests.e2e.conftest import LocalDeployment, local_deployment
-from tests.e2e.test_local_aws import REGION, canary_key_set, terraform_in
+from tests.e2e.test_local_aws import canary_key_set, client, config_of, terraform_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
 
@@ -47,7 +47,7 @@ def cli(pipeline_local: LocalDeployment, monkeypatch: pytest.MonkeyPatch) -> Loc
 
 
 def aws(local: LocalDeployment, service: str) -> Any:
-    return local.server.session(REGION).client(service, endpoint_url=local.server.endpoint_url)  # type: ignore[call-overload]
+    return client(local, service, config_of(local, ENV).region)
 
 
 def saved_plan(env: str = ENV) -> dict[str, Any]:
