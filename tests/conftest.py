@@ -20,9 +20,12 @@ SHIPPED_ENVS = tuple(sorted(path.stem for path in (PROJECT_ROOT / "envs").glob("
 # the stack; the module has its own tests (modules/secrets/tests).
 STATIC_MODULE_ASSET_HASH = "secrets-module"
 
-# What a user adds to get a fourth environment: one file, no code (here with S3 state).
+# What a user adds to get a fourth environment: one file, no code (here with S3 state, in
+# the organisation's one state bucket, which may be in another region than the stack, and
+# guarded to local AWS's account).
 QA_ENV = """\
 environment = "qa"
+account_id = "123456789012"
 region = "eu-west-1"
 recovery_window_days = 7
 kms_deletion_window_days = 7
@@ -39,7 +42,7 @@ log_group_name = "/credlink/qa/app"
 type = "s3"
 bucket = "credlink-terraform-state"
 key = "credlink/qa/terraform.tfstate"
-region = "eu-west-1"
+region = "us-east-1"
 """
 
 

@@ -362,7 +362,7 @@ def test_s3_state_is_locked_against_a_concurrent_apply(local: LocalDeployment) -
     while the first holds the lock is refused, and nothing else about the stack changes."""
     env = local.environment("qa")
     stackctl.init("qa", env)
-    s3 = client(local, "s3", "eu-west-1")
+    s3 = client(local, "s3", "us-east-1")
     bucket, key = "credlink-terraform-state", "credlink/qa/terraform.tfstate"
 
     first: dict[str, subprocess.CompletedProcess[str]] = {}

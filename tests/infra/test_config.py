@@ -104,6 +104,30 @@ def _write(directory: Path, name: str, text: str) -> Path:
             "less than or equal to 90",
             id="rotation-days",
         ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', 'account_id = "12345678901"'),
+            "account_id",
+            "12-digit AWS account id",
+            id="account-id-too-short",
+        ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', "account_id = 123456789012"),
+            "account_id",
+            "as a quoted string",
+            id="account-id-unquoted",
+        ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', 'account_id = "arn:aws:iam::123456789012:root"'),
+            "account_id",
+            "12-digit AWS account id",
+            id="account-id-arn",
+        ),
+        pytest.param(
+            lambda t: t.replace('# partition = "aws"', 'partition = "aws-eu"'),
+            "partition",
+            "'aws', 'aws-cn' or 'aws-us-gov'",
+            id="unknown-partition",
+        ),
         pytest.param(lambda t: t + "[tags\n", "", "not valid TOML", id="malformed-toml"),
     ],
 )
@@ -174,6 +198,15 @@ def test_shipped_envs_load_with_defaults(tmp_path: Path) -> None:
     assert configs["prod"].replica_regions == ("us-west-2",)
     assert all(c.rotation.enabled and c.rotation.days == 30 for c in configs.values())
     assert load_environment(_write(tmp_path, "qa.toml", QA_ENV)).rotation.enabled  # on unless turned off
+
+
+def test_account_id_and_partition_are_optional_and_kept(tmp_path: Path) -> None:
+    assert load_environment(_write(tmp_path, "dev.toml", DEV)).account_id is None
+    assert load_environment(_write(tmp_path, "dev.toml", DEV)).partition == "aws"
+    text = DEV.replace('# account_id = "123456789012"', 'account_id = "012345678901"')
+    text = text.replace('# partition = "aws"', 'partition = "aws-us-gov"')
+    config = load_environment(_write(tmp_path, "dev.toml", text))
+    assert (config.account_id, config.partition) == ("012345678901", "aws-us-gov")
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED
+from stacks.config import S3BackendConfig, load_environment
 from stacks.kms import KEY_ADMIN_ACTIONS, KEY_METADATA_ACTIONS
 from stacks.rotation import ROTATION_ACTIONS
 from tests.conftest import SHIPPED_ENVS, Synthesis, run_main
@@ -331,20 +333,52 @@ def test_provider_region_and_default_tags(synthesized: Synthesis, env: str) -> N
     assert tags["ManagedBy"] == "cdktf"
 
 
-def test_backends(synthesized: Synthesis) -> None:
-    for env in SHIPPED_ENVS:
-        assert synthesized.stacks[env]["terraform"]["backend"] == {
-            "local": {"path": f"../../../terraform.{env}.tfstate"}
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_backend_is_the_env_files(synthesized: Synthesis, env: str) -> None:
+    backend = load_environment(synthesized.envs_dir / f"{env}.toml").backend
+    expected: dict[str, Any]
+    if isinstance(backend, S3BackendConfig):
+        expected = {
+            "s3": {
+                "bucket": backend.bucket,
+                "key": backend.key,
+                "region": backend.region,
+                "encrypt": True,
+                "use_lockfile": backend.use_lockfile,
+            }
         }
-    assert synthesized.stacks["qa"]["terraform"]["backend"] == {
-        "s3": {
-            "bucket": "credlink-terraform-state",
-            "key": "credlink/qa/terraform.tfstate",
-            "region": "eu-west-1",
-            "encrypt": True,
-            "use_lockfile": True,
-        }
-    }
+    else:
+        expected = {"local": {"path": f"../../../terraform.{env}.tfstate"}}
+    assert synthesized.stacks[env]["terraform"]["backend"] == expected
+
+
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_every_provider_is_held_to_the_env_files_account(synthesized: Synthesis, env: str) -> None:
+    config = load_environment(synthesized.envs_dir / f"{env}.toml")
+    providers = synthesized.stacks[env]["provider"]["aws"]
+    assert len(providers) == 1 + len(config.replica_regions)
+    for provider in providers:
+        if config.account_id is None:
+            assert "allowed_account_ids" not in provider
+        else:
+            assert provider["allowed_account_ids"] == [config.account_id]
+
+
+def test_an_account_id_guards_the_replica_regions_providers_too(tmp_path: Path, synthesized: Synthesis) -> None:
+    """prod (a replica region) with an account id: every provider, primary and replica, carries it."""
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    text = (synthesized.envs_dir / "prod.toml").read_text(encoding="utf-8")
+    (envs / "prod.toml").write_text(text.replace('# account_id = "123456789012"', 'account_id = "210987654321"'))
+    config = load_environment(envs / "prod.toml")
+    assert config.account_id == "210987654321"
+    assert config.replica_regions
+    result = run_main(envs, tmp_path / "cdktf.out")
+    assert result.returncode == 0, result.stderr
+    stack = json.loads((tmp_path / "cdktf.out" / "stacks" / "prod" / "cdk.tf.json").read_text(encoding="utf-8"))
+    providers = stack["provider"]["aws"]
+    assert sorted(p.get("region") for p in providers) == sorted([config.region, *config.replica_regions])
+    assert all(p["allowed_account_ids"] == [config.account_id] for p in providers)
 
 
 # Terraform addresses of stateful resources. A change here means `terraform apply` would
