@@ -87,7 +87,7 @@ def local_environment(env: str, server: LocalAws, base: Mapping[str, str]) -> di
     return variables
 
 
-def _require_state_bucket(config: EnvironmentConfig, target: str, s3: S3Client) -> None:
+def require_state_bucket(config: EnvironmentConfig, target: str, s3: S3Client) -> None:
     """An S3 backend's bucket is made once, by `make bootstrap-state`, never on the way to a plan."""
     backend = config.backend
     if not isinstance(backend, S3BackendConfig):
@@ -118,6 +118,8 @@ def target_environment(env: str, target: str, *, plan_only: bool = False) -> dic
         endpoint: dict[str, Any] = {"endpoint_url": server.endpoint_url}
         # The account first, as the endpoint's own caller: nothing is assumed or read before it.
         check_account(config, server.session(config.region).client("sts", **endpoint))
+        # Whether local AWS has the state bucket is the endpoint's business, not the role's.
+        state_session = server.session(config.region)
         variables = assume_locally(config, server, local_environment(env, server, base), plan_only=plan_only)
         session = boto3.Session(
             aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
@@ -127,14 +129,15 @@ def target_environment(env: str, target: str, *, plan_only: bool = False) -> dic
         )
     else:
         variables, session, endpoint = base, boto3.Session(region_name=config.region), {}
+        state_session = session
     try:
         preflight(config, session.client("iam", **endpoint), session.client("sts", **endpoint))
         if isinstance(config.backend, S3BackendConfig):
             state_region = config.backend.region
-            _require_state_bucket(config, target, session.client("s3", region_name=state_region, **endpoint))
+            require_state_bucket(config, target, state_session.client("s3", region_name=state_region, **endpoint))
     except (BotoCoreError, ClientError) as error:
         raise StackError(
-            f"TARGET={target}: cannot find AWS credentials or call IAM/STS ({type(error).__name__})"
+            f"TARGET={target}: cannot find AWS credentials or call IAM/STS/S3 ({type(error).__name__})"
         ) from None
     return variables
 

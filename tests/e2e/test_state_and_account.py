@@ -152,3 +152,19 @@ def test_bootstrap_state_then_an_env_keeps_its_state_in_that_bucket(
     assert [item["Key"] for item in listed] == [backend.key]
     state = json.loads(s3.get_object(Bucket=bucket, Key=backend.key)["Body"].read())
     assert any(r["type"] == "aws_secretsmanager_secret" for r in state["resources"])
+
+
+def test_a_missing_state_bucket_stops_the_run_with_the_command_that_makes_it(
+    synthesized: Synthesis, fresh_server: tuple[LocalAws, Path]
+) -> None:
+    server, _ = fresh_server
+    prod = load_environment(synthesized.envs_dir / "prod.toml")
+    backend = prod.backend
+    assert isinstance(backend, S3BackendConfig)
+    with pytest.raises(stackctl.StackError) as raised:
+        stackctl.require_state_bucket(prod, "local", client(server, "s3", backend.region))
+    assert str(raised.value) == (
+        f"{prod.source}: backend.bucket: state bucket {backend.bucket} does not exist: run make bootstrap-state "
+        f"TARGET=local BUCKET={backend.bucket} REGION={backend.region} (or make local-prereqs ENV=prod)"
+    )
+    assert client(server, "s3").list_buckets()["Buckets"] == []
