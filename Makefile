@@ -95,7 +95,7 @@ local-down: setup ## Stop local AWS and forget its local state
 	$(PY) -m scripts.local_aws stop
 
 bootstrap-state: setup ## Create the S3 state bucket (bootstrap/state, local state) [TARGET=local|aws] [BUCKET=..] [REGION=..]; prints the [backend] block
-	$(PY) -m scripts.bootstrap_state --target $(TARGET) $(if $(BUCKET),--bucket $(BUCKET)) $(if $(REGION),--region $(REGION)) $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID)) $(if $(AUTO_APPROVE),--auto-approve)
+	@$(PY) -m scripts.bootstrap_state --target $(TARGET) $(if $(BUCKET),--bucket $(BUCKET)) $(if $(REGION),--region $(REGION)) $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID)) $(if $(AUTO_APPROVE),--auto-approve)
 
 plan: synth ## terraform plan ENV=<env> [TARGET=local|aws] -> cdktf.out/stacks/<env>/plan.{tfplan,json}
 	$(STACKCTL) plan

@@ -180,7 +180,8 @@ def bootstrap(
     _terraform(working, init, env=variables, step="terraform init")
     _terraform(
         working,
-        ["apply", "-input=false", *(["-auto-approve"] if auto_approve else []), *tf_vars],
+        # Without -auto-approve Terraform asks on the terminal (it needs input for that).
+        ["apply", *(["-input=false", "-auto-approve"] if auto_approve else []), *tf_vars],
         env=variables,
         step="terraform apply",
     )
