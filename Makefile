@@ -32,7 +32,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs bootstrap-state authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,7 @@ lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs up to date
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy main.py stacks apikeys scripts tests bench
 	terraform fmt -check -recursive modules
+	terraform fmt -check -recursive bootstrap
 	$(PY) -m scripts.module_docs --check
 
 module-docs: setup ## Regenerate the inputs/outputs tables of modules/*/README.md from the code
@@ -95,6 +96,9 @@ local-prereqs: setup ## Create in local AWS the roles and log group ENV's file e
 local-down: setup ## Stop local AWS and forget its local state
 	$(PY) -m scripts.local_aws stop
 
+bootstrap-state: setup ## Create the S3 state bucket (bootstrap/state, local state) [TARGET=local|aws] [BUCKET=..] [REGION=..]; prints the [backend] block
+	@$(PY) -m scripts.bootstrap_state --target $(TARGET) $(if $(BUCKET),--bucket $(BUCKET)) $(if $(REGION),--region $(REGION)) $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID)) $(if $(AUTO_APPROVE),--auto-approve)
+
 plan: synth ## terraform plan ENV=<env> [TARGET=local|aws] -> cdktf.out/stacks/<env>/plan.{tfplan,json}, plan-summary.md
 	$(STACKCTL) plan
 
@@ -110,8 +114,8 @@ deploy: synth ## cdktf deploy ENV=<env> [TARGET=local|aws] [AUTO_APPROVE=1: no p
 destroy: synth ## terraform destroy ENV=<env> [TARGET=...] [ALLOW_DESTROY=<env>] (guarded envs refuse)
 	$(STACKCTL) destroy $(if $(AUTO_APPROVE),--auto-approve)
 
-scan: synth ## checkov policy gate (own venv, offline): every env + modules, or ENV=<env>; SARIF in reports/
-	scripts/scan.sh $(if $(filter command line,$(origin ENV)),$(ENV),$(ENVS) modules)
+scan: synth ## checkov policy gate (own venv, offline): every env + modules + bootstrap, or ENV=<env>; SARIF in reports/
+	scripts/scan.sh $(if $(filter command line,$(origin ENV)),$(ENV),$(ENVS) modules bootstrap)
 
 pipeline-policies: setup ## Write the plan and apply roles' IAM policies for every env into iam/<env>/
 	$(PY) -m stacks.pipeline_policies

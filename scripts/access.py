@@ -1,11 +1,14 @@
 """Who runs Terraform for an environment, checked before anything is planned.
 
-- `preflight`: every role the env file names exists (with the ARN it gives, if any), and the
-  caller is one the key policies let manage the keys (an apply or key-admin role, or root)
-  or read them (a plan role). Each problem is one line naming the env file, the field and
-  the role; nothing runs after it.
-- `create_local_prerequisites`: what an env file says exists already (its roles, and unless
-  the stack creates them, the task roles and log group), created in local AWS so a newcomer
+- `check_account`: the credentials belong to the env file's `account_id` (and `partition`),
+  asked of STS alone, before anything else is read, assumed or created.
+- `preflight`: the account as above, printed with the principal; then every role the env
+  file names exists (with the ARN it gives, if any), and the caller is one the key policies
+  let manage the keys (an apply or key-admin role, or root) or read them (a plan role). Each
+  problem is one line naming the env file, the field (and role or account); nothing runs
+  after it.
+- `create_local_prerequisites`: what an env file says exists already (its roles, unless the
+  stack creates them the task roles and log group, and its S3 state bucket), created in local AWS so a newcomer
   can deploy any environment there (`make local-prereqs ENV=x`). The plan and apply roles get
   the shipped pipeline policies (`stacks.pipeline_policies`, iam/<env>/), inline, as on AWS.
 - `assume_locally`: local runs act as the env's own apply or plan role, as CI does on AWS.
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from scripts.bootstrap_state import ensure_local_state_bucket
 from stacks.config import EnvironmentConfig, load_environment, role_name
 from stacks.pipeline_policies import pipeline_policies
 
@@ -34,6 +39,7 @@ __all__ = [
     "AccessError",
     "assume_locally",
     "caller_role_arn",
+    "check_account",
     "create_local_prerequisites",
     "environment_config",
     "named_roles",
@@ -90,8 +96,34 @@ def caller_role_arn(sts: STSClient, iam: IAMClient) -> str:
     return arn
 
 
+def check_account(config: EnvironmentConfig, sts: STSClient) -> str:
+    """Refuse credentials of another account or partition than the env file names; returns
+    the caller's ARN as STS reports it. One read-only call (sts:GetCallerIdentity)."""
+    try:
+        arn = sts.get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError) as error:
+        raise AccessError(f"{config.source}: cannot tell who is calling ({type(error).__name__})") from None
+    _, partition, _, _, account, _ = arn.split(":", 5)
+    if config.account_id is not None and account != config.account_id:
+        raise AccessError(
+            f"{config.source}: account_id: expected account {config.account_id}, but the credentials are for "
+            f"account {account} ({arn}): use credentials for {config.account_id}, or correct account_id"
+        )
+    if partition != config.partition:
+        raise AccessError(
+            f"{config.source}: partition: expected partition {config.partition}, but the credentials are for "
+            f"partition {partition} ({arn}): use credentials for {config.partition}, or correct partition"
+        )
+    return arn
+
+
 def preflight(config: EnvironmentConfig, iam: IAMClient, sts: STSClient) -> str:
-    """Check the env file's roles and the caller; returns the caller's ARN."""
+    """Check the account, then the env file's roles and the caller; returns the caller's ARN.
+
+    Prints the account and principal it is about to act as (stderr) once the account is
+    the env file's, before any role is read."""
+    arn = check_account(config, sts)
+    print(f"{config.source}: account {arn.split(':')[4]} as {arn}", file=sys.stderr)
     arns: dict[str, str] = {}
     for field, role in named_roles(config):
         arns[role] = _existing_role_arn(iam, config, field, role)
@@ -132,6 +164,7 @@ def _code(error: ClientError) -> str:
 def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> list[str]:
     """Create in local AWS what the env file expects to exist; returns what was created."""
     session = server.session(config.region)
+    check_account(config, session.client("sts", endpoint_url=server.endpoint_url))
     iam = session.client("iam", endpoint_url=server.endpoint_url)
     created = []
     for field, role in named_roles(config):
@@ -157,6 +190,9 @@ def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> l
             iam.put_role_policy(
                 RoleName=role_name(role), PolicyName=f"pipeline-{kind}", PolicyDocument=json.dumps(pipeline[kind])
             )
+    bucket = ensure_local_state_bucket(config, server, os.environ)
+    if bucket is not None:
+        created.append(f"state bucket {bucket} (bootstrap/state)")
     if not config.service.create_demo_resources:
         logs = session.client("logs", endpoint_url=server.endpoint_url)
         existing = logs.describe_log_groups(logGroupNamePrefix=config.service.log_group_name)["logGroups"]

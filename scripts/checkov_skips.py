@@ -196,6 +196,15 @@ def count(report: dict[str, Any], key: str) -> int:
     return int(report.get(key, 0))  # checkov's bare summary when it found nothing to scan
 
 
+def skipped_records(report: dict[str, Any]) -> list[dict[str, Any]]:
+    results = report.get("results")
+    return list(results.get("skipped_checks", [])) if isinstance(results, dict) else []
+
+
+def is_baseline_skip(record: dict[str, Any]) -> bool:
+    return bool(record.get("check_result", {}).get("suppress_comment") == BASELINE_MARK)
+
+
 def note_skips(
     target: str, reports: list[dict[str, Any]], skips: list[Skip], sarif: Path | None, used_out: Path | None
 ) -> None:
@@ -251,6 +260,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     skipped = sum(count(r, "skipped") for r in reports)
     passed_from = reports_of(Path(args.unfiltered)) if args.unfiltered else reports
     passed = sum(count(r, "passed") for r in passed_from)
+    if args.unfiltered:
+        # The baseline-filtered report keeps only the baseline's skips; inline `checkov:skip`
+        # comments (HCL) are counted from the scan without it.
+        skipped = sum(1 for r in reports for record in skipped_records(r) if is_baseline_skip(record)) + sum(
+            count(r, "skipped") for r in passed_from
+        )
     parsing_errors = sum(int(r.get("summary", r).get("parsing_errors", 0)) for r in reports)
     print(f"scan {args.target}: passed={passed} failed={failed} skipped={skipped}")
 

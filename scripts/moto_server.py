@@ -15,6 +15,9 @@
   function that is not deployed, or whose step fails, fails RotateSecret with its reason.
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
   when no stage is named (moto kept returning the old one).
+- A bucket policy's TLS-only statement (Deny when aws:SecureTransport is false) does not deny
+  requests to this endpoint, which stands in for AWS's HTTPS endpoints: moto evaluates bucket
+  policies without their conditions, so the state bucket's policy would deny every request.
 - With CREDLINK_RECORD_CALLS=<path> in its environment, the server appends one JSON line per
   request to <path>: {"access_key", "service", "region", "operation", "status"}, the access key
   id and scope from the SigV4 credential and the API operation's name (X-Amz-Target, Action,
@@ -52,7 +55,9 @@ from moto.awslambda import models as lambda_models
 from moto.core.request import Request
 from moto.core.routing import ProtocolRouter, get_router_class
 from moto.core.utils import get_service_model
+from moto.iam.access_control import IAMPolicy
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.s3 import models as s3_models
 from moto.secretsmanager import models
 from moto.secretsmanager.exceptions import InvalidRequestException, SecretNotFoundException
 from moto.server import main
@@ -189,7 +194,33 @@ def _update_stage_moving_the_default(
     return result
 
 
+def _bucket_permission_over_tls(self: s3_models.FakeBucket, action: str, resource: str) -> Any:
+    """moto evaluates a bucket policy's `Principal: *` statements without their conditions, so
+    a TLS-only statement (Deny unless aws:SecureTransport) would deny every request. This
+    endpoint stands in for AWS's HTTPS endpoints: requests count as TLS, and such statements
+    (Deny, its only condition aws:SecureTransport false) do not apply; the rest is as moto has it."""
+    if self.policy is None:
+        return _bucket_get_permission(self, action, resource)
+    document = json.loads(self.policy)
+    listed = document.get("Statement", [])
+    statements = listed if isinstance(listed, list) else [listed]
+    kept = [statement for statement in statements if not _denies_only_plain_http(statement)]
+    return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+
+def _denies_only_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition")
+    if statement.get("Effect") != "Deny" or not isinstance(condition, dict) or list(condition) != ["Bool"]:
+        return False
+    tested = condition["Bool"]
+    values = tested.get("aws:SecureTransport") if isinstance(tested, dict) and len(tested) == 1 else None
+    return values in ("false", ["false"])
+
+
+_bucket_get_permission = s3_models.FakeBucket.get_permission
+
 models.FakeSecret.create_replicas = _create_replicas_keeping_their_keys  # type: ignore[method-assign]
+s3_models.FakeBucket.get_permission = _bucket_permission_over_tls  # type: ignore[method-assign]
 models.SecretsManagerBackend.rotate_secret = _rotate_secret_as_secrets_manager_does  # type: ignore[method-assign]
 models.SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_the_default  # type: ignore[method-assign]
 

@@ -3,10 +3,12 @@
 #   <env>       cdktf.out/stacks/<env>/cdk.tf.json   --framework terraform_json
 #   <env>-plan  cdktf.out/stacks/<env>/plan.json     --framework terraform_plan (when `make plan` made it)
 #   modules     modules/                             --framework terraform
+#   bootstrap   bootstrap/ (the state bucket)         --framework terraform
 # and prints one line per target, `scan <target>: passed=N failed=N skipped=N`, with the SARIF
 # (and JSON) report in reports/checkov-<target>.sarif (.json).
 #
-#   scripts/scan.sh               every env in envs/*.toml (and its plan, if any) and modules/
+#   scripts/scan.sh               every env in envs/*.toml (and its plan, if any), modules/ and bootstrap/
+#   scripts/scan.sh bootstrap     only bootstrap/ (its skips are inline `checkov:skip` comments, with reasons)
 #   scripts/scan.sh dev prod      only those envs (and their plans)
 #   scripts/scan.sh modules       only modules/ (combine freely: scripts/scan.sh dev modules)
 #
@@ -58,17 +60,21 @@ fi
 
 envs=()
 scan_modules=false
+scan_bootstrap=false
 if (($# == 0)); then
   envs=("${all_envs[@]}")
   scan_modules=true
+  scan_bootstrap=true
 else
   for arg in "$@"; do
     if [[ $arg == modules ]]; then
       scan_modules=true
+    elif [[ $arg == bootstrap ]]; then
+      scan_bootstrap=true
     elif [[ " ${all_envs[*]} " == *" $arg "* ]]; then
       envs+=("$arg")
     else
-      die "unknown target '$arg': expected modules or an env of envs/*.toml (${all_envs[*]:-none})"
+      die "unknown target '$arg': expected modules, bootstrap or an env of envs/*.toml (${all_envs[*]:-none})"
     fi
   done
 fi
@@ -169,6 +175,9 @@ for env in "${envs[@]}"; do
 done
 if $scan_modules; then
   scan_target modules terraform -d modules
+fi
+if $scan_bootstrap; then
+  scan_target bootstrap terraform -d bootstrap
 fi
 
 echo

@@ -36,17 +36,24 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3 import S3Client
 
-from scripts.access import AccessError, assume_locally, create_local_prerequisites, environment_config, preflight
+from scripts.access import (
+    AccessError,
+    assume_locally,
+    check_account,
+    create_local_prerequisites,
+    environment_config,
+    preflight,
+)
 from scripts.local_aws import LocalAws, recorded
 from scripts.plan_report import Drift, PlanSummary, drift, guarded_addresses, render_drift, render_summary, summarize
-from stacks.config import ConfigError
+from stacks.config import ConfigError, EnvironmentConfig, S3BackendConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLAN_FILE, PLAN_JSON, PLAN_SUMMARY = "plan.tfplan", "plan.json", "plan-summary.md"
@@ -81,13 +88,12 @@ def running_local_aws() -> LocalAws:
 
 def local_environment(env: str, server: LocalAws, base: Mapping[str, str]) -> dict[str, str]:
     """`base` with Terraform pointed at local AWS, and local state kept under .tooling/local-aws/."""
-    kind, settings = _backend(env)
+    kind, _ = _backend(env)
     variables = server.applied_to(base)
     if kind == "local":
         server.state_dir.mkdir(parents=True, exist_ok=True)
         backend_args = [f"-backend-config=path={server.state_dir / f'{env}.tfstate'}"]
-    else:  # s3: the bucket must exist in local AWS; path-style addressing on 127.0.0.1
-        _ensure_bucket(str(settings["bucket"]), str(settings["region"]), server)
+    else:  # s3: the bucket `make bootstrap-state TARGET=local` made; path-style addressing on 127.0.0.1
         # The backend reaches local AWS through AWS_ENDPOINT_URL like everything else.
         backend_args = ["-backend-config=use_path_style=true"]
     # TF_CLI_ARGS_init reaches every `terraform init`, including the one `cdktf deploy` runs.
@@ -95,16 +101,24 @@ def local_environment(env: str, server: LocalAws, base: Mapping[str, str]) -> di
     return variables
 
 
-def _ensure_bucket(bucket: str, region: str, server: LocalAws) -> None:
-    s3 = server.session(region).client("s3", endpoint_url=server.endpoint_url)
-    existing = {b.get("Name") for b in s3.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
-        if region == "us-east-1":
-            s3.create_bucket(Bucket=bucket)
-        else:
-            location = cast("BucketLocationConstraintType", region)  # validated by the env schema
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+def require_state_bucket(config: EnvironmentConfig, target: str, s3: S3Client) -> None:
+    """An S3 backend's bucket is made once, by `make bootstrap-state`, never on the way to a plan."""
+    backend = config.backend
+    if not isinstance(backend, S3BackendConfig):
+        return
+    try:
+        s3.head_bucket(Bucket=backend.bucket)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", "error"))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise StackError(
+                f"{config.source}: backend.bucket: state bucket {backend.bucket} does not exist: run "
+                f"make bootstrap-state TARGET={target} BUCKET={backend.bucket} REGION={backend.region}"
+                + (f" (or make local-prereqs ENV={config.environment})" if target == "local" else "")
+            ) from None
+        raise StackError(
+            f"{config.source}: backend.bucket: cannot read state bucket {backend.bucket} ({code})"
+        ) from None
 
 
 def target_environment(env: str, target: str, *, plan_only: bool = False) -> dict[str, str]:
@@ -115,6 +129,11 @@ def target_environment(env: str, target: str, *, plan_only: bool = False) -> dic
     base = {**os.environ, "CHECKPOINT_DISABLE": "1"}
     if target == "local":
         server = running_local_aws()
+        endpoint: dict[str, Any] = {"endpoint_url": server.endpoint_url}
+        # The account first, as the endpoint's own caller: nothing is assumed or read before it.
+        check_account(config, server.session(config.region).client("sts", **endpoint))
+        # Whether local AWS has the state bucket is the endpoint's business, not the role's.
+        state_session = server.session(config.region)
         variables = assume_locally(config, server, local_environment(env, server, base), plan_only=plan_only)
         session = boto3.Session(
             aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
@@ -122,16 +141,18 @@ def target_environment(env: str, target: str, *, plan_only: bool = False) -> dic
             aws_session_token=variables["AWS_SESSION_TOKEN"],
             region_name=config.region,
         )
-        endpoint: dict[str, Any] = {"endpoint_url": server.endpoint_url}
     else:
         variables, session, endpoint = base, boto3.Session(region_name=config.region), {}
+        state_session = session
     try:
-        caller = preflight(config, session.client("iam", **endpoint), session.client("sts", **endpoint))
+        preflight(config, session.client("iam", **endpoint), session.client("sts", **endpoint))
+        if isinstance(config.backend, S3BackendConfig):
+            state_region = config.backend.region
+            require_state_bucket(config, target, state_session.client("s3", region_name=state_region, **endpoint))
     except (BotoCoreError, ClientError) as error:
         raise StackError(
-            f"TARGET={target}: cannot find AWS credentials or call IAM/STS ({type(error).__name__})"
+            f"TARGET={target}: cannot find AWS credentials or call IAM/STS/S3 ({type(error).__name__})"
         ) from None
-    print(f"TARGET={target}: account {caller.split(':')[4]} as {caller}", file=sys.stderr)
     return variables
 
 

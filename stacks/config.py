@@ -56,6 +56,8 @@ Roles = Annotated[tuple[Role, ...], Field(strict=False)]
 LogGroupName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_/.#-]{1,512}$")]
 TagKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
+_ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{12}$")
+Partition = Literal["aws", "aws-cn", "aws-us-gov"]
 
 
 class ConfigError(Exception):
@@ -150,6 +152,10 @@ class EnvironmentConfig(_Model):
 
     project_name: Name = "credlink"
     environment: Name
+    account_id: str | None = None
+    """The only AWS account this environment may be deployed to: Terraform's providers refuse
+    any other (allowed_account_ids) and the preflight stops before anything runs."""
+    partition: Partition = "aws"
     region: Region
     service: ServiceConfig
     alert_emails: tuple[EmailStr, ...] = Field(min_length=1, strict=False)
@@ -165,6 +171,14 @@ class EnvironmentConfig(_Model):
 
     _region = field_validator("region")(_check_region)
     _source: str = PrivateAttr(default="")
+
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _valid_account_id(cls, value: object) -> object:
+        # Before type checking, so a number (leading zeros lost) gets the same advice.
+        if value is not None and not (isinstance(value, str) and _ACCOUNT_ID_PATTERN.match(value)):
+            raise ValueError('must be the 12-digit AWS account id as a quoted string, e.g. "123456789012"')
+        return value
 
     @property
     def source(self) -> str:

@@ -390,16 +390,17 @@ class SecretsStack(TerraformStack):
     def _providers(self) -> None:
         config = self.config
         tags = {"Project": config.project_name, "Environment": config.environment, "ManagedBy": "cdktf", **config.tags}
-        default_tags = [{"tags": tags}]
-        AwsProvider(self, "aws", region=config.region, default_tags=default_tags)
+        common: dict[str, Any] = {"default_tags": [{"tags": tags}]}
+        if config.account_id is not None:
+            # Terraform refuses to plan or apply with credentials of any other account.
+            common["allowed_account_ids"] = [config.account_id]
+        AwsProvider(self, "aws", region=config.region, **common)
         self.regions = [
             _Region(config.region, provider=None),
             *(
                 _Region(
                     region,
-                    provider=AwsProvider(
-                        self, f"aws_{_snake(region)}", alias=_snake(region), region=region, default_tags=default_tags
-                    ),
+                    provider=AwsProvider(self, f"aws_{_snake(region)}", alias=_snake(region), region=region, **common),
                 )
                 for region in config.replica_regions
             ),

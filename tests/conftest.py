@@ -32,9 +32,11 @@ REPLICATED_ENV = "pytest-s3-replicas"
 ROTATION_OFF_ENV = "pytest-rotation-off"
 TEST_ENV_FILES: Mapping[str, str] = {
     # S3 state outside us-east-1, two replica regions (each with its own key), three existing
-    # task roles (one by ARN under a path), the destroy guard on, an apply role and nobody else.
+    # task roles (one by ARN under a path), the destroy guard on, an apply role and nobody else,
+    # guarded to local AWS's account.
     REPLICATED_ENV: f"""\
 environment = "{REPLICATED_ENV}"
+account_id = "123456789012"
 region = "eu-west-1"
 replica_regions = ["eu-central-1", "us-east-2"]
 recovery_window_days = 21

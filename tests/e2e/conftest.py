@@ -27,7 +27,7 @@ class LocalDeployment:
 
     def environment(self, env: str, *, plan_only: bool = False) -> dict[str, str]:
         """Terraform pointed at local AWS, acting as the env's apply role (or its plan role),
-        after creating what the env file expects to exist (its roles, log group)."""
+        after creating what the env file expects to exist (its roles, log group, state bucket)."""
         config = load_environment(self.synthesis.envs_dir / f"{env}.toml")
         create_local_prerequisites(config, self.server)
         base = local_environment(env, self.server, self.terraform_env)

@@ -304,7 +304,11 @@ def _record(servers: Mapping[str, LocalAws], targets: Targets, synthesized: Synt
         stack = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
         with lock:
             phases[variables["AWS_ACCESS_KEY_ID"]] = Phase(name, kind, env, config, document, stack, stack_dir, before)
+        # What the run wrote to and deleted from its S3 state (the state object, the lock).
+        versions = state_versions(targets.running(), config) if isinstance(config.backend, S3BackendConfig) else None
         action(env, {**variables, **extra})
+        if versions is not None:
+            written[name], deleted[name] = state_changes(versions, state_versions(targets.running(), config))
 
     def deploy(env: str, variables: dict[str, str]) -> None:
         stackctl.deploy(env, variables, auto_approve=True)
@@ -333,9 +337,7 @@ def _record(servers: Mapping[str, LocalAws], targets: Targets, synthesized: Synt
         create_local_prerequisites(added, server)
         second = synthesized_second()
         for name, kind, action in ((f"{ADDED} plan", "plan", stackctl.plan), (f"{ADDED} deploy", "apply", deploy)):
-            versions = state_versions(server, added)
             run(name, kind, added, generated[ADDED], second, action, extra={})
-            written[name], deleted[name] = state_changes(versions, state_versions(server, added))
         deployed[ADDED] = read_back(server, added, second)
 
     errors: list[BaseException] = []

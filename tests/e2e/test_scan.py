@@ -1,6 +1,7 @@
 """The checkov gate on everything the project ships: each env's cdk.tf.json, its plan JSON
-from local AWS, and modules/. 0 failed checks; reviewed skips only from .checkov-skips.yaml.
-An env file that turns rotation off fails the rotation check, and only that one (README)."""
+from local AWS, modules/ and bootstrap/ (the state bucket). 0 failed checks; reviewed skips
+only from .checkov-skips.yaml, or inline with their reason in bootstrap/'s HCL. An env file
+that turns rotation off fails the rotation check, and only that one."""
 
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ def failed_checks(target: str) -> set[str]:
     }
 
 
-def test_checkov_gate_passes_on_stacks_plans_and_modules(local: LocalDeployment) -> None:
+def test_checkov_gate_passes_on_stacks_plans_modules_and_the_state_bucket(local: LocalDeployment) -> None:
     for env in ALL_ENVS:
         if not (stackctl.stack_dir(env) / "plan.json").exists():
             stackctl.plan(env, local.environment(env))
     result = subprocess.run(
-        [str(PROJECT_ROOT / "scripts" / "scan.sh"), *ALL_ENVS, "modules"],
+        [str(PROJECT_ROOT / "scripts" / "scan.sh"), *ALL_ENVS, "modules", "bootstrap"],
         env={**local.terraform_env, "CDKTF_OUTDIR": str(local.synthesis.outdir)},
         capture_output=True,
         text=True,
@@ -44,7 +45,7 @@ def test_checkov_gate_passes_on_stacks_plans_and_modules(local: LocalDeployment)
     print(result.stdout[-5000:])  # the per-target counts end up in the test log
     summaries = {m["target"]: m.groupdict() for line in result.stdout.splitlines() if (m := SUMMARY.match(line))}
     env_of = {**{env: env for env in ALL_ENVS}, **{f"{env}-plan": env for env in ALL_ENVS}}
-    assert set(summaries) == {*env_of, "modules"}, result.stdout + result.stderr
+    assert set(summaries) == {*env_of, "modules", "bootstrap"}, result.stdout + result.stderr
     rotation_off = {env for env in ALL_ENVS if not local.synthesis.configs[env].rotation.enabled}
     for target, counts in summaries.items():
         assert int(counts["passed"]) > 0, target

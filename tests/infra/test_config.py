@@ -21,6 +21,8 @@ recovery_window_days = 7
 kms_deletion_window_days = 7
 replica_regions = []
 alert_emails = ["pytest-alerts@example.com"]
+# account_id = "123456789012"
+# partition = "aws"
 
 [access]
 apply_roles = ["{VALID_NAME}-deploy"]
@@ -130,6 +132,30 @@ def _write(directory: Path, name: str, text: str) -> Path:
             "less than or equal to 90",
             id="rotation-days",
         ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', 'account_id = "12345678901"'),
+            "account_id",
+            "12-digit AWS account id",
+            id="account-id-too-short",
+        ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', "account_id = 123456789012"),
+            "account_id",
+            "as a quoted string",
+            id="account-id-unquoted",
+        ),
+        pytest.param(
+            lambda t: t.replace('# account_id = "123456789012"', 'account_id = "arn:aws:iam::123456789012:root"'),
+            "account_id",
+            "12-digit AWS account id",
+            id="account-id-arn",
+        ),
+        pytest.param(
+            lambda t: t.replace('# partition = "aws"', 'partition = "aws-eu"'),
+            "partition",
+            "'aws', 'aws-cn' or 'aws-us-gov'",
+            id="unknown-partition",
+        ),
         pytest.param(lambda t: t + "[tags\n", "", "not valid TOML", id="malformed-toml"),
     ],
 )
@@ -225,6 +251,15 @@ def test_the_shipped_dev_stands_alone_and_prod_keeps_its_guard(name: str) -> Non
     else:  # Terraform refuses to destroy prod's keys and secret unless CREDLINK_ALLOW_DESTROY names it
         assert config.deletion_protection
         assert not config.service.create_demo_resources
+
+
+def test_account_id_and_partition_are_optional_and_kept(tmp_path: Path) -> None:
+    config = load_environment(_write(tmp_path, f"{VALID_NAME}.toml", VALID))
+    assert (config.account_id, config.partition) == (None, "aws")
+    text = VALID.replace('# account_id = "123456789012"', 'account_id = "012345678901"')
+    text = text.replace('# partition = "aws"', 'partition = "aws-us-gov"')
+    config = load_environment(_write(tmp_path, f"{VALID_NAME}.toml", text))
+    assert (config.account_id, config.partition) == ("012345678901", "aws-us-gov")
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

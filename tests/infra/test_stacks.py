@@ -458,6 +458,18 @@ def test_the_destroy_guard_is_on_exactly_where_the_env_file_asks(synthesized: Sy
         assert guard is None
 
 
+@pytest.mark.parametrize("env", ALL_ENVS)
+def test_every_provider_is_held_to_the_env_files_account(synthesized: Synthesis, env: str) -> None:
+    config = synthesized.configs[env]
+    providers = synthesized.stacks[env]["provider"]["aws"]
+    assert len(providers) == 1 + len(config.replica_regions)  # the replica regions' too
+    for provider in providers:
+        if config.account_id is None:
+            assert "allowed_account_ids" not in provider
+        else:
+            assert provider["allowed_account_ids"] == [config.account_id]
+
+
 # Terraform addresses of stateful resources. A change here means `terraform apply` would
 # destroy and recreate the key, the secret or the topic: only change it with a `moved` block.
 PINNED_ADDRESSES = {
