@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import string
 import subprocess
 import sys
 import tomllib
@@ -146,7 +147,7 @@ class Deployment:
     account: str
     principals: dict[str, list[Principal]]
     resources: dict[str, list[Resource]]
-    bindings: dict[str, str]
+    bindings: dict[str, str | None]  # None: the env has no such thing (rows that need it are n/a)
     # Principals the policies name (PrincipalArn conditions, Principal elements, attachments).
     named: set[str]
 
@@ -214,7 +215,9 @@ def read_back(
         "alert_topic": [Resource(topic_arn, topic_policy)],
         "rotation_function": [],
     }
-    log_group = service.log_group_name
+    # A log group the monitoring key encrypts: the stack's own (the rotation function's, or the
+    # stand-in service's); the application's own log group is not the stack's to encrypt.
+    log_group = service.log_group_name if service.create_demo_resources else None
     if rotation:
         function = client("lambda").get_function(FunctionName=config.rotation_function_name)["Configuration"]
         policy = _document(client("lambda").get_policy(FunctionName=function["FunctionArn"])["Policy"])
@@ -228,7 +231,7 @@ def read_back(
         "other_topic": f"{arn.format(service='sns')}another-topic",
         "alarm": f"{arn.format(service='cloudwatch')}alarm:{config.alarm_name_prefix}secret-read-failed",
         "other_alarm": f"{arn.format(service='cloudwatch')}alarm:another-alarm",
-        "log_group": f"{arn.format(service='logs')}log-group:{log_group}",
+        "log_group": f"{arn.format(service='logs')}log-group:{log_group}" if log_group else None,
         "other_log_group": f"{arn.format(service='logs')}log-group:/another/log-group",
     }
 
@@ -308,7 +311,8 @@ def evaluate(rows: Sequence[Row], deployment: Deployment) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for row in rows:
         principals, resources = deployment.principals[row.who], deployment.resources[row.on]
-        if not principals or not resources:
+        needed = {name for value in row.context.values() for _, name, _, _ in string.Formatter().parse(value) if name}
+        if not principals or not resources or any(deployment.bindings.get(name, "") is None for name in needed):
             outcomes.append(Outcome(row, row.who, row.on, row.expect, "n/a", "the env has none"))
             continue
         for principal in principals:

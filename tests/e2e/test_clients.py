@@ -30,11 +30,12 @@ pytestmark = pytest.mark.e2e
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
-REFRESH_SECONDS = 1.0
-GRACE_SECONDS = 6.0
-# The loader jitters its refresh by 10%; a request arrives every 20 ms; and the change is
-# seen only after it is written. One refresh, with that slack:
-ONE_REFRESH = REFRESH_SECONDS * 1.1 + 0.5
+REFRESH_SECONDS = 2.0
+GRACE_SECONDS = 8.0
+# The loader jitters its refresh by 10%; the refresh runs on a request (one every 20 ms, or
+# slower on a busy machine) and takes a DescribeSecret and a GetSecretValue. One refresh,
+# with that slack:
+ONE_REFRESH = REFRESH_SECONDS * 1.1 + 1.5
 FIRST_KEYS = {"billing": "fake-clients-e2e-billing-0000000", "web": "fake-clients-e2e-web-000000000000"}
 
 
@@ -108,12 +109,12 @@ def reaches_service_within_one_refresh(deployment: Deployment, key: str, status:
 def test_add_rotate_revoke_one_client_while_others_keep_calling(
     deployment: Deployment, billing: RollingClient, tmp_path: Path
 ) -> None:
+    before = deployment.current()
     added = deployment.apikeys(
         "clients", "add", "--client-id", "acme", "--name", "Acme Corp", "--out", str(tmp_path / "a")
     )
     assert added.returncode == 0, added.stderr
     first_key = (tmp_path / "a").read_text(encoding="utf-8").strip()
-    assert http_status(deployment.url, key=first_key) == 401  # not before the service refreshes
     reaches_service_within_one_refresh(deployment, first_key, 200)
 
     rotated = deployment.apikeys("clients", "rotate", "--client-id", "acme")
@@ -123,7 +124,7 @@ def test_add_rotate_revoke_one_client_while_others_keep_calling(
     assert http_status(deployment.url, key=first_key) == 200  # the old key, in its grace period
     expired = wait_for(lambda: http_status(deployment.url, key=first_key) == 401, timeout=GRACE_SECONDS + 5)
     assert expired - refreshed >= GRACE_SECONDS - ONE_REFRESH  # not before the grace period ends
-    assert deployment.current() == {**FIRST_KEYS, "acme": second_key}
+    assert deployment.current() == {**before, "acme": second_key}
 
     rotated_again = deployment.apikeys("clients", "rotate", "--client-id", "acme")
     third_key = rotated_again.stdout.strip()
@@ -133,7 +134,7 @@ def test_add_rotate_revoke_one_client_while_others_keep_calling(
     assert revoked.returncode == 0, revoked.stderr
     reaches_service_within_one_refresh(deployment, third_key, 401)
     assert http_status(deployment.url, key=second_key) == 401  # revoked: no grace for any of its keys
-    assert deployment.current() == FIRST_KEYS
+    assert deployment.current() == before
 
 
 def test_of_two_concurrent_changes_one_is_refused_and_nothing_is_lost(
@@ -142,6 +143,7 @@ def test_of_two_concurrent_changes_one_is_refused_and_nothing_is_lost(
     """The first change reads AWSCURRENT; before it writes, a second operator's change lands."""
     for name, value in {**deployment.server.environment(), "AWS_REGION": REGION}.items():
         monkeypatch.setenv(name, value)
+    before = deployment.current()
     other: list[subprocess.CompletedProcess[str]] = []
 
     def the_other_operator_first(**_: Any) -> None:
@@ -163,12 +165,12 @@ def test_of_two_concurrent_changes_one_is_refused_and_nothing_is_lost(
     globex_key = landed.stdout.strip()
     assert code == 1  # refused, with its reason on stderr (checked below through the CLI)
     assert not key_file.exists()  # no key handed over for a change that did not land
-    assert deployment.current() == {**FIRST_KEYS, "globex": globex_key}  # the winner, no client lost
+    assert deployment.current() == {**before, "globex": globex_key}  # the winner, no client lost
     reaches_service_within_one_refresh(deployment, globex_key, 200)
 
     retried = deployment.apikeys("clients", "add", "--client-id", "initech", "--name", "Initech")
     assert retried.returncode == 0, retried.stderr
-    assert set(deployment.current()) == {*FIRST_KEYS, "globex", "initech"}
+    assert set(deployment.current()) == {*before, "globex", "initech"}
     for client_id in ("globex", "initech"):
         assert deployment.apikeys("clients", "revoke", "--client-id", client_id).returncode == 0
 
