@@ -104,8 +104,9 @@ def test_bootstrap_state_then_an_env_keeps_its_state_in_that_bucket(
     staging = load_environment(synthesized.envs_dir / "staging.toml")
     assert isinstance(staging.backend, S3BackendConfig), "staging ships with S3 state"
     backend = staging.backend
-    envs = tmp_path / "envs"
-    shutil.copytree(synthesized.envs_dir, envs)
+    envs = tmp_path / "envs"  # staging alone: the tests' own env files name a state bucket of their own
+    envs.mkdir()
+    shutil.copy(synthesized.envs_dir / "staging.toml", envs)
     monkeypatch.setenv("CREDLINK_ENVS_DIR", str(envs))
     monkeypatch.setenv("CDKTF_OUTDIR", str(synthesized.outdir))
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", terraform_env["TF_CLI_CONFIG_FILE"])
