@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from apikeys.aws import version_with_label
 from apikeys.keyset import (
     ApiKeyParseError,
     Client,
@@ -155,7 +156,7 @@ def commit(
             raise
         _drop_edit_label(secretsmanager, arn, version)
         stages = secretsmanager.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
-        now = next((each for each, labels in stages.items() if CURRENT in labels), "another version")
+        now = version_with_label(stages, CURRENT) or "another version"
         raise ChangeConflictError(
             f"not applied: AWSCURRENT moved from {base.version} to {now} while this change was made (the other change "
             "won; nothing of either is lost): run the command again"
