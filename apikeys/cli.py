@@ -48,9 +48,11 @@ from apikeys.keyset import (
     ApiKeyParseError,
     Client,
     KeySet,
+    check_key,
     fingerprint,
     new_key,
     parse_api_keys,
+    parse_entries,
     parse_secret_string,
 )
 from apikeys.loader import LoaderSettings
@@ -136,9 +138,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not value.strip():
         raise CliError("no keys given: set API_KEYS in the environment or pass --stdin (never on the command line)")
     try:
-        new = parse_api_keys(value.strip())
+        entries = parse_entries(value.strip())
+        for number, (key, _) in enumerate(entries, start=1):
+            check_key(key, f"entry {number}")  # new keys meet today's rule; adopted ones are read as they are
     except ApiKeyParseError as error:
         raise CliError(f"API_KEYS is not valid: {error}") from None
+    new = parse_api_keys(value.strip())
     target = resolve(args)
     secretsmanager = client("secretsmanager", target.region)
     # A rotation would finish on top of this write and make these keys AWSPREVIOUS.

@@ -27,6 +27,7 @@ class Event(StrEnum):
     REFRESH_FAILED = "apikeys.refresh_failed"
     ROTATION_STEP = "apikeys.rotation_step"
     ROTATION_FAILED = "apikeys.rotation_failed"
+    SHORT_KEYS = "apikeys.short_keys"  # keys shorter than a new key may be: named by client, rotate them
     CLIENT_CHANGED = "apikeys.client_changed"  # the operator CLI's audit line: who changed which client
     CLIENT_READ = "apikeys.client_key_read"  # the operator CLI's audit line: who read which client's key
 

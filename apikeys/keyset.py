@@ -34,6 +34,7 @@ __all__ = [
     "parse_entries",
     "parse_secret_string",
     "secret_document",
+    "short_key_clients",
 ]
 
 MAX_SECRET_BYTES = 65_536  # Secrets Manager's limit for a secret value
@@ -66,10 +67,15 @@ def fingerprint(key: str) -> str:
 class KeySet:
     """An immutable set of API keys, each mapped to its client."""
 
-    __slots__ = ("_clients", "_entries")
+    __slots__ = ("_clients", "_entries", "short_key_clients")
 
-    def __init__(self, entries: Iterable[tuple[bytes, Client]] = ()) -> None:
+    def __init__(
+        self, entries: Iterable[tuple[bytes, Client]] = (), *, short_key_clients: tuple[Client, ...] = ()
+    ) -> None:
         self._clients: dict[bytes, Client] = dict(entries)
+        self.short_key_clients = short_key_clients
+        """Clients whose key is shorter than a new key may be (MIN_KEY_LENGTH): accepted, so a
+        set adopted from an older setup keeps working, and named in a warning until rotated."""
         # The stored digest travels with its client, for the constant-time confirmation.
         self._entries: dict[bytes, tuple[bytes, Client]] = {
             digest: (digest, client) for digest, client in self._clients.items()
@@ -131,8 +137,15 @@ def format_api_keys(entries: Iterable[tuple[str, Client]]) -> str:
 
 def parse_api_keys(value: str) -> KeySet:
     """Parse `key:clientId:Name,key:clientId:Name`. Whitespace around entries and fields is
-    ignored; a name may contain spaces and colons; keys and client ids must be unique."""
-    return KeySet((_digest(key), client) for key, client in parse_entries(value))
+    ignored; a name may contain spaces and colons; keys and client ids must be unique. A key
+    shorter than MIN_KEY_LENGTH is accepted and its client listed in `short_key_clients`."""
+    entries = parse_entries(value)
+    return KeySet(((_digest(key), client) for key, client in entries), short_key_clients=short_key_clients(entries))
+
+
+def short_key_clients(entries: Iterable[tuple[str, Client]]) -> tuple[Client, ...]:
+    """The clients whose key is shorter than MIN_KEY_LENGTH, which no new key may be."""
+    return tuple(client for key, client in entries if len(key) < MIN_KEY_LENGTH)
 
 
 def parse_entries(value: str) -> list[tuple[str, Client]]:
@@ -155,7 +168,7 @@ def parse_entries(value: str) -> list[tuple[str, Client]]:
         for field_name, field in zip(_FIELDS, fields, strict=True):
             if not field:
                 raise ApiKeyParseError(f'entry {number}, field "{field_name}": empty')
-        check_key(key, f"entry {number}")
+        _check_key_characters(key, f"entry {number}")
         check_client_id(client_id, f"entry {number}")
         digest = _digest(key)
         if digest in entry_of_key:
@@ -171,11 +184,19 @@ def parse_entries(value: str) -> list[tuple[str, Client]]:
 
 
 def check_key(key: str, where: str) -> None:
+    """The rule for a new key: at least MIN_KEY_LENGTH characters of the key alphabet."""
     if len(key) < MIN_KEY_LENGTH or not _KEY_PATTERN.match(key):
         raise ApiKeyParseError(
             f'{where}, field "key": must be at least {MIN_KEY_LENGTH} characters of '
             "letters, digits and ._~+/=- (no spaces)"
         )
+
+
+def _check_key_characters(key: str, where: str) -> None:
+    """The rule for a stored key: the key alphabet. Shorter keys than a new one may be are
+    read (they predate the rule) and reported by `short_key_clients`."""
+    if not _KEY_PATTERN.match(key):
+        raise ApiKeyParseError(f'{where}, field "key": letters, digits and ._~+/=- only (no spaces)')
 
 
 def check_client_id(client_id: str, where: str) -> None:

@@ -35,7 +35,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from apikeys.aws import BOTO_CONFIG, version_with_label
 from apikeys.events import Event, FailureReason
-from apikeys.keyset import ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
+from apikeys.keyset import MIN_KEY_LENGTH, ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
 from apikeys.logs import JsonLineFormatter, ensure_json_logging, log_event
 
 if TYPE_CHECKING:
@@ -191,6 +191,7 @@ class ApiKeyLoader:
                     self._in_grace = ((previous.of_clients_in(keys), previous_until),) if len(previous) else ()
                     self._schedule_next_check()
                 log_event(logging.INFO, Event.LOADED, "API keys loaded", source="secret", key_count=len(keys))
+                _warn_of_short_keys(keys)
                 return
         if settings.fallback_keys:
             keys = parse_api_keys(settings.fallback_keys)
@@ -204,6 +205,7 @@ class ApiKeyLoader:
                 reason=reason,
                 key_count=len(keys),
             )
+            _warn_of_short_keys(keys)
             return
         raise NoKeySourceError(
             "no API keys: set API_KEYS_SECRET_ARN (or API_KEYS), or ENABLE_API_KEY_AUTH=false to disable checking"
@@ -283,6 +285,7 @@ class ApiKeyLoader:
             self._in_grace = tuple(grace for grace in (replaced, *still) if len(grace[0]))
             self._current, self._version = keys, version
         log_event(logging.INFO, Event.REFRESHED, "API keys refreshed after a new version", key_count=len(keys))
+        _warn_of_short_keys(keys)
 
     def authenticate(self, authorization: str | None) -> Client | None:
         """`Authorization: Bearer <key>` → the client, or None. With auth disabled, an anonymous client."""
@@ -307,3 +310,16 @@ class ApiKeyLoader:
 
     def __repr__(self) -> str:
         return f"ApiKeyLoader(source={self._source}, keys={len(self._current)})"
+
+
+def _warn_of_short_keys(keys: KeySet) -> None:
+    """Name (never show) the clients whose keys are shorter than a new key may be: they are
+    accepted, as an adopted key set holds them, until a rotation replaces them."""
+    if keys.short_key_clients:
+        log_event(
+            logging.WARNING,
+            Event.SHORT_KEYS,
+            f"keys shorter than {MIN_KEY_LENGTH} characters are accepted until rotated: rotate them "
+            "(apikeys rotate, or apikeys clients rotate per client)",
+            client_ids=sorted(client.client_id for client in keys.short_key_clients),
+        )

@@ -65,6 +65,11 @@ def test_migrate_reads_stdin_and_rejects_bad_input_without_echoing_it(
     assert code == 1
     assert 'entry 2, field "clientId"' in err
     assert KEY_2 not in err
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(f"{KEY_1}:client-1:One,sk_test_FAKE14:client-2:Two\n"))
+    code, _, err = run(capsys, "migrate", "--env", "test", "--stdin", "--outputs", deployed["outputs"])
+    assert code == 1
+    assert 'entry 2, field "key": must be at least 16' in err  # a new key meets the rule; adopted ones are read
+    assert "sk_test_FAKE14" not in err
     with pytest.raises(SystemExit):
         main(["migrate", "--env", "test", "--api-keys", KEY_1])  # there is no argv option for keys
 

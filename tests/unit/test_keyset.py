@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from apikeys.keyset import MAX_SECRET_BYTES, ApiKeyParseError, Client, parse_api_keys, parse_secret_string
+from apikeys.keyset import MAX_SECRET_BYTES, ApiKeyParseError, Client, check_key, parse_api_keys, parse_secret_string
 
 KEY_A = "fake_test_key_aaaaaaaaaaaaaaaa"
 KEY_B = "fake_test_key_bbbbbbbbbbbbbbbb"
@@ -42,7 +42,6 @@ def test_whitespace_around_entries_and_fields_is_ignored() -> None:
         pytest.param(f"{KEY_A}:a", 'entry 1, field "name": missing', id="missing-name"),
         pytest.param(f"{KEY_A}::A", 'entry 1, field "clientId": empty', id="empty-client-id"),
         pytest.param(f"{KEY_A}:a: ", 'entry 1, field "name": empty', id="empty-name"),
-        pytest.param("short-key:a:A", 'entry 1, field "key": must be at least 16', id="short-key"),
         pytest.param("fake test key with spaces:a:A", 'entry 1, field "key"', id="space-in-key"),
         pytest.param(f"{KEY_A}:a b:A", 'entry 1, field "clientId": letters', id="space-in-client-id"),
         pytest.param(
@@ -59,6 +58,16 @@ def test_malformed_key_lists_name_the_entry_and_field_never_the_key(value: str, 
     assert message in str(raised.value)
     for key in (KEY_A, KEY_B, "short-key", "fake test key with spaces"):
         assert key not in str(raised.value)
+
+
+def test_a_stored_key_shorter_than_a_new_key_may_be_is_accepted_and_its_client_named() -> None:
+    # A key set adopted from an older setup (the guide's own example key has 14 characters).
+    keys = parse_api_keys(f"sk_test_FAKE14:client-test:Test,{KEY_A}:client-a:A")
+    assert keys.authenticate("sk_test_FAKE14") == Client("client-test", "Test")
+    assert keys.short_key_clients == (Client("client-test", "Test"),)
+    assert parse_api_keys(f"{KEY_A}:client-a:A").short_key_clients == ()
+    with pytest.raises(ApiKeyParseError, match='entry 1, field "key": must be at least 16'):
+        check_key("sk_test_FAKE14", "entry 1")
 
 
 def test_over_the_secrets_manager_limit_is_refused() -> None:

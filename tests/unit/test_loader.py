@@ -94,6 +94,17 @@ def test_loads_from_the_secret_and_authenticates_bearer_keys(secrets: Any, lines
     assert events(lines) == [Event.LOADED]
 
 
+def test_a_short_adopted_key_works_and_its_client_is_named_in_a_warning(secrets: Any, lines: list[str]) -> None:
+    short = "sk_test_FAKE14"  # 14 characters, as keys set up before the 16-character rule may be
+    arn = make_secret(secrets, secret_value((short, "client-test"), (KEY_1, "c1")))
+    loader = ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn}, client=secrets)
+    assert loader.authenticate(f"Bearer {short}") == Client("client-test", "Name client-test")
+    loaded, warning = (json.loads(line) for line in lines)
+    assert loaded["event"] == Event.LOADED
+    assert (warning["event"], warning["level"], warning["client_ids"]) == (Event.SHORT_KEYS, "WARNING", ["client-test"])
+    assert short not in "".join(lines)
+
+
 def test_neither_source_fails_closed() -> None:
     with pytest.raises(NoKeySourceError):
         ApiKeyLoader.from_environ({})
@@ -167,7 +178,7 @@ def test_endpoint_down_is_a_network_failure(lines: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"SecretString": "not json"}, {"SecretString": json.dumps({"apiKeys": "short:c:C"})}, {"SecretBinary": b"\x00"}],
+    [{"SecretString": "not json"}, {"SecretString": json.dumps({"apiKeys": "no-client-id"})}, {"SecretBinary": b"\x00"}],
     ids=["not-json", "bad-entry", "binary"],
 )
 def test_malformed_secret_is_named_malformed(secrets: Any, value: dict[str, Any], lines: list[str]) -> None:
