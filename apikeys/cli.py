@@ -96,7 +96,9 @@ def resolve(args: argparse.Namespace) -> Target:
     if args.env:
         path = Path(args.outputs.format(env=args.env))
         if path.exists():
-            outputs = {k: str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).get(args.env, {}).items()}
+            document = json.loads(path.read_text(encoding="utf-8")).get(args.env, {})
+            # Lists and maps (task_role_arns, replica_secret_arns) stay JSON text.
+            outputs = {k: v if isinstance(v, str) else json.dumps(v) for k, v in document.items()}
     arn = args.secret_arn or outputs.get("secret_arn")
     if not arn:
         raise CliError(

@@ -377,6 +377,25 @@ class SecretsStack(TerraformStack):
             value=self.read_policy.policy.arn,
             description="Attached to the service's ECS task role(s), not the execution role.",
         )
+        TerraformOutput(
+            self,
+            "task_role_arns",
+            value=self.task_role_arns,
+            description="The service's ECS task roles: the only roles of the service that read the keys.",
+        )
+        TerraformOutput(
+            self,
+            "service_log_group_name",
+            value=self.log_group_name,
+            description="The service's log group, where the loader's lines raise the alarms.",
+        )
+        if self.rotation is not None:
+            TerraformOutput(
+                self,
+                "rotation_function_arn",
+                value=self.rotation.function.arn,
+                description="The function that rotates the keys (the only one the secret should name).",
+            )
         if self.operator_policy is not None:
             TerraformOutput(
                 self,

@@ -364,6 +364,7 @@ def test_secret_value_path_is_write_only_and_ephemeral(synthesized: Synthesis, e
 def test_outputs(synthesized: Synthesis, env: str) -> None:
     outputs, config = synthesized.stacks[env]["output"], synthesized.configs[env]
     operators = {"operator_policy_arn"} if config.access.operator_roles else set()
+    rotation = {"rotation_function_arn"} if config.rotation.enabled else set()
     assert set(outputs) == {
         "secret_arn",
         "replica_secret_arns",
@@ -371,7 +372,10 @@ def test_outputs(synthesized: Synthesis, env: str) -> None:
         "monitoring_kms_key_arn",
         "alert_topic_arn",
         "read_policy_arn",
+        "task_role_arns",
+        "service_log_group_name",
         *operators,
+        *rotation,
     }
     assert outputs["secret_arn"]["value"] == "${module.secrets.secret_arn}"
     # A service in a replica region sets API_KEYS_SECRET_ARN to its region's replica: the

@@ -178,7 +178,7 @@ def test_endpoint_down_is_a_network_failure(lines: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"SecretString": "not json"}, {"SecretString": json.dumps({"apiKeys": "no-client-id"})}, {"SecretBinary": b"\x00"}],
+    [{"SecretString": "not json"}, {"SecretString": json.dumps({"apiKeys": "no-fields"})}, {"SecretBinary": b"\x00"}],
     ids=["not-json", "bad-entry", "binary"],
 )
 def test_malformed_secret_is_named_malformed(secrets: Any, value: dict[str, Any], lines: list[str]) -> None:
