@@ -31,6 +31,7 @@ from stacks.pipeline_policies import pipeline_policies
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sts import STSClient
 
     from scripts.local_aws import LocalAws
@@ -140,6 +141,29 @@ def preflight(config: EnvironmentConfig, iam: IAMClient, sts: STSClient) -> str:
             "applying would leave it unable to manage the keys. Run as one of those roles, or add it."
         )
     return caller
+
+
+def check_adopted_secret(config: EnvironmentConfig, secretsmanager: SecretsManagerClient) -> str | None:
+    """The ARN of the secret `[adopt]` names, which must exist and not be scheduled for deletion;
+    None without `[adopt]`. One read-only call (secretsmanager:DescribeSecret)."""
+    if config.adopt is None:
+        return None
+    secret = config.adopt.secret
+    try:
+        described = secretsmanager.describe_secret(SecretId=secret)
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            raise AccessError(
+                f"{config.source}: adopt.secret: no secret {secret} in {config.region}: check its name or ARN "
+                "(or remove [adopt] to create a new secret)"
+            ) from None
+        raise AccessError(f"{config.source}: adopt.secret: cannot read secret {secret} ({_code(error)})") from None
+    if described.get("DeletedDate"):
+        raise AccessError(
+            f"{config.source}: adopt.secret: {secret} is scheduled for deletion: restore it first "
+            f"(aws secretsmanager restore-secret --secret-id {described['ARN']})"
+        )
+    return described["ARN"]
 
 
 def _existing_role_arn(iam: IAMClient, config: EnvironmentConfig, field: str, role: str) -> str:

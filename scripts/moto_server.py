@@ -13,6 +13,11 @@
   function's testSecret step, then removes the version. The function's deployed code runs
   here, in a Python subprocess calling back into this server (the Lambda runtime's part); a
   function that is not deployed, or whose step fails, fails RotateSecret with its reason.
+- Each secret version remembers the KMS key the secret named when the version was written,
+  and ListSecretVersionIds reports it as `KmsKeyIds`, as Secrets Manager does: a new key on
+  the secret encrypts new versions only (moto reports no key per version).
+- AWS managed policies exist (arn:aws:iam::aws:policy/...), as in every account: moto loads
+  them only when asked (MOTO_IAM_LOAD_MANAGED_POLICIES).
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
   when no stage is named (moto kept returning the old one).
 - A bucket policy's TLS-only statement (Deny when aws:SecureTransport is false) does not deny
@@ -177,6 +182,33 @@ getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(json.loads(sys.argv[4
 """
 
 
+_add_secret = models.SecretsManagerBackend._add_secret  # every write of a value goes through it
+
+
+def _add_secret_remembering_its_key(
+    self: models.SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any
+) -> tuple[models.FakeSecret, bool]:
+    secret, new_version = _add_secret(self, secret_id, *args, **kwargs)
+    for version in secret.versions.values():
+        # The version just written is the one without a key yet; the others keep theirs.
+        version.setdefault(KMS_KEY_IDS, [secret.kms_key_id or models.SecretsManagerBackend.DEFAULT_KMS_KEY_ALIAS])
+    return secret, new_version
+
+
+_list_secret_version_ids = models.SecretsManagerBackend.list_secret_version_ids
+
+
+def _list_versions_with_their_keys(self: models.SecretsManagerBackend, secret_id: str) -> str:
+    listing = json.loads(_list_secret_version_ids(self, secret_id))
+    versions = self.secrets[secret_id].versions
+    for entry in listing["Versions"]:
+        keys = versions.get(entry["VersionId"], {}).get(KMS_KEY_IDS)
+        if keys:
+            entry["KmsKeyIds"] = keys
+    return json.dumps(listing)
+
+
+KMS_KEY_IDS = "kms_key_ids"
 _update_secret_version_stage = models.SecretsManagerBackend.update_secret_version_stage
 
 
@@ -223,6 +255,8 @@ models.FakeSecret.create_replicas = _create_replicas_keeping_their_keys  # type:
 s3_models.FakeBucket.get_permission = _bucket_permission_over_tls  # type: ignore[method-assign]
 models.SecretsManagerBackend.rotate_secret = _rotate_secret_as_secrets_manager_does  # type: ignore[method-assign]
 models.SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_the_default  # type: ignore[method-assign]
+models.SecretsManagerBackend._add_secret = _add_secret_remembering_its_key  # type: ignore[method-assign]
+models.SecretsManagerBackend.list_secret_version_ids = _list_versions_with_their_keys  # type: ignore[method-assign]
 
 
 RECORD_CALLS = "CREDLINK_RECORD_CALLS"
@@ -391,6 +425,7 @@ def _remember_endpoint(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     _remember_endpoint(sys.argv)
     if os.environ.get(RECORD_CALLS):
         _record_calls(os.environ[RECORD_CALLS])

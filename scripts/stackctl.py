@@ -47,6 +47,7 @@ from scripts.access import (
     AccessError,
     assume_locally,
     check_account,
+    check_adopted_secret,
     create_local_prerequisites,
     environment_config,
     preflight,
@@ -146,12 +147,13 @@ def target_environment(env: str, target: str, *, plan_only: bool = False) -> dic
         state_session = session
     try:
         preflight(config, session.client("iam", **endpoint), session.client("sts", **endpoint))
+        check_adopted_secret(config, session.client("secretsmanager", **endpoint))
         if isinstance(config.backend, S3BackendConfig):
             state_region = config.backend.region
             require_state_bucket(config, target, state_session.client("s3", region_name=state_region, **endpoint))
     except (BotoCoreError, ClientError) as error:
         raise StackError(
-            f"TARGET={target}: cannot find AWS credentials or call IAM/STS/S3 ({type(error).__name__})"
+            f"TARGET={target}: cannot find AWS credentials or call IAM/STS/S3/Secrets Manager ({type(error).__name__})"
         ) from None
     return variables
 

@@ -18,6 +18,7 @@ from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPoli
 from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
 from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -41,6 +42,7 @@ __all__ = [
     "DataAwsIamRole",
     "DataAwsIamSessionContext",
     "DataAwsPartition",
+    "DataAwsSecretsmanagerSecret",
     "IamPolicy",
     "IamRole",
     "IamRolePolicy",

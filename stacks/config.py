@@ -27,6 +27,7 @@ from pydantic import (
 
 __all__ = [
     "AccessConfig",
+    "AdoptConfig",
     "BackendConfig",
     "ConfigError",
     "EnvironmentConfig",
@@ -125,6 +126,53 @@ class AccessConfig(_Model):
     _unique = field_validator("apply_roles", "plan_roles", "key_admin_roles", "operator_roles")(_unique_roles)
 
 
+# A Secrets Manager secret's name (1-512 of letters, digits and /_+=.@-), or its full ARN (the
+# name and the 6 characters Secrets Manager appends). A name ending in a hyphen and 6
+# characters is ambiguous to Secrets Manager's partial-ARN lookup, so only the full ARN of
+# such a secret is accepted.
+_SECRET_NAME = r"[A-Za-z0-9/_+=.@-]{1,512}"  # noqa: S105 (a name pattern, not a credential)
+_SECRET_ARN = re.compile(
+    rf"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):([0-9]{{12}}):secret:({_SECRET_NAME})-[A-Za-z0-9]{{6}}$"
+)
+
+
+class AdoptConfig(_Model):
+    """An existing secret, set up before this project, that the environment takes over.
+
+    Terraform imports it on the first plan instead of creating a secret: its ARN (in running
+    task definitions) stays, and the plan changes it in place (the env's key, the resource
+    policy, replicas, rotation). `apikeys adopt` then re-encrypts its current value."""
+
+    secret: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=2048)]
+    """The secret's name or full ARN."""
+
+    @field_validator("secret")
+    @classmethod
+    def _name_or_arn(cls, value: str) -> str:
+        if value.startswith("arn:"):
+            if not _SECRET_ARN.match(value):
+                raise ValueError(
+                    f"'{value}' is not a Secrets Manager secret ARN "
+                    "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)"
+                )
+        elif not re.fullmatch(_SECRET_NAME, value) or re.search(r"-[A-Za-z0-9]{6}$", value):
+            raise ValueError(
+                f"'{value}' is not a secret name Secrets Manager finds unambiguously (letters, digits and /_+=.@-; "
+                "a name that ends in a hyphen and 6 characters: give the full ARN)"
+            )
+        return value
+
+    @property
+    def arn(self) -> str | None:
+        """The ARN, if the env file gives one (else Terraform looks the name up)."""
+        return self.secret if self.secret.startswith("arn:") else None
+
+    @property
+    def name(self) -> str:
+        match = _SECRET_ARN.match(self.secret)
+        return match[3] if match else self.secret
+
+
 class RotationConfig(_Model):
     enabled: bool = True
     days: int = Field(default=30, ge=1, le=90)
@@ -166,6 +214,8 @@ class EnvironmentConfig(_Model):
     deletion_protection: bool = False
     """prevent_destroy on the key and the secret: Terraform refuses any plan that destroys them."""
     rotation: RotationConfig = RotationConfig()
+    adopt: AdoptConfig | None = None
+    """Take over an existing secret instead of creating one."""
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     backend: BackendConfig = LocalBackendConfig()
 
@@ -200,14 +250,23 @@ class EnvironmentConfig(_Model):
             raise ValueError(f"replica_regions: must not include the primary region {self.region}")
         return self
 
+    @model_validator(mode="after")
+    def _adopted_secret_is_here(self) -> EnvironmentConfig:
+        match = _SECRET_ARN.match(self.adopt.secret) if self.adopt else None
+        if match and match[1] != self.region:
+            raise ValueError(f"adopt.secret: the secret is in {match[1]}, the environment in {self.region}")
+        if match and self.account_id is not None and match[2] != self.account_id:
+            raise ValueError(f"adopt.secret: the secret is in account {match[2]}, not the env's {self.account_id}")
+        return self
+
     def without_deletion_protection(self) -> EnvironmentConfig:
         """The same environment with its destroy guard lifted (an explicit operator override)."""
         return self.model_copy(update={"deletion_protection": False})
 
     @property
     def secret_name(self) -> str:
-        """The secret's name; the app finds it by the ARN this name resolves to."""
-        return f"{self.project_name}/{self.environment}/api-keys"
+        """The secret's name (an adopted secret keeps its own); the app finds it by its ARN."""
+        return self.adopt.name if self.adopt else f"{self.project_name}/{self.environment}/api-keys"
 
     @property
     def name_prefix(self) -> str:

@@ -29,7 +29,13 @@ from constructs import Construct
 
 from stacks.account import AccountContext
 from stacks.alerts import AlertTopic, LoaderAlarms
-from stacks.aws import AwsProvider, DataAwsCallerIdentity, DataAwsIamSessionContext, DataAwsPartition
+from stacks.aws import (
+    AwsProvider,
+    DataAwsCallerIdentity,
+    DataAwsIamSessionContext,
+    DataAwsPartition,
+    DataAwsSecretsmanagerSecret,
+)
 from stacks.config import EnvironmentConfig, LocalBackendConfig, role_name
 from stacks.demo_service import DemoService
 from stacks.kms import KeyAccess, MonitoringKey, SecretsKey
@@ -38,11 +44,13 @@ from stacks.read_policy import ReadableSecret, SecretReadPolicy
 from stacks.roles import ExistingRoles
 from stacks.rotation import RotationFunction
 
-__all__ = ["SECRETS_MODULE_SOURCE", "SecretsStack"]
+__all__ = ["ADOPTED_RESOURCE", "SECRETS_MODULE_SOURCE", "SecretsStack"]
 
 # Relative to the project root (the synthesizing process's working directory); cdktf copies
 # the module into the stack's assets so `cdktf.out/stacks/<env>` is self-contained.
 SECRETS_MODULE_SOURCE = "./modules/secrets"
+# The resource of modules/secrets that an adopted secret is imported into.
+ADOPTED_RESOURCE = "aws_secretsmanager_secret.this"
 
 
 class SecretsStack(TerraformStack):
@@ -256,6 +264,12 @@ class SecretsStack(TerraformStack):
         self.secrets = TerraformHclModule(
             self, "secrets", source=SECRETS_MODULE_SOURCE, variables=self._secret_inputs()
         )
+        adopt = self.config.adopt
+        if adopt is not None:
+            # An existing secret is imported into the module's secret on the first plan; once it
+            # is in state, the import block does nothing. Terraform then changes it in place.
+            secret_id = adopt.arn or DataAwsSecretsmanagerSecret(self, "adopted_secret", name=adopt.name).arn
+            self.add_override("import", [{"to": f"module.secrets.{ADOPTED_RESOURCE}", "id": secret_id}])
         if self.config.deletion_protection:
             # A module call takes no lifecycle block, so the secret is guarded by a resource that
             # must be replaced whenever the secret is, and refuses to be.
@@ -380,7 +394,9 @@ class SecretsStack(TerraformStack):
         TerraformOutput(
             self,
             "task_role_arns",
-            value=self.task_role_arns,
+            # A token, not a Python list: cdktf inspects a plain list output with a Node API
+            # that is deprecated (DEP0044) and says so on every synthesis.
+            value=Fn.tolist(self.task_role_arns),
             description="The service's ECS task roles: the only roles of the service that read the keys.",
         )
         TerraformOutput(

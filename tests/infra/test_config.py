@@ -41,6 +41,9 @@ type = "local"
 REPLICATED = TEST_ENV_FILES[REPLICATED_ENV]
 
 
+ADOPTED_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:credlink-prod-api-keys-AbCdEf"
+
+
 def _write(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
@@ -156,6 +159,33 @@ def _write(directory: Path, name: str, text: str) -> Path:
             "'aws', 'aws-cn' or 'aws-us-gov'",
             id="unknown-partition",
         ),
+        pytest.param(
+            lambda t: t + '\n[adopt]\nsecret = "credlink-prod-api-keys-AbCdEf"\n',
+            "adopt.secret",
+            "give the full ARN",
+            id="adopt-ambiguous-name",
+        ),
+        pytest.param(
+            lambda t: t + '\n[adopt]\nsecret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:keys"\n',
+            "adopt.secret",
+            "not a Secrets Manager secret ARN",
+            id="adopt-arn-without-suffix",
+        ),
+        pytest.param(
+            lambda t: t + f'\n[adopt]\nsecret = "{ADOPTED_ARN.replace("us-east-1", "eu-west-1")}"\n',
+            "adopt.secret",
+            "the secret is in eu-west-1, the environment in us-east-1",
+            id="adopt-another-region",
+        ),
+        pytest.param(
+            lambda t: (
+                t.replace('# account_id = "123456789012"', 'account_id = "210987654321"')
+                + f'\n[adopt]\nsecret = "{ADOPTED_ARN}"\n'
+            ),
+            "adopt.secret",
+            "not the env's 210987654321",
+            id="adopt-another-account",
+        ),
         pytest.param(lambda t: t + "[tags\n", "", "not valid TOML", id="malformed-toml"),
     ],
 )
@@ -260,6 +290,14 @@ def test_account_id_and_partition_are_optional_and_kept(tmp_path: Path) -> None:
     text = text.replace('# partition = "aws"', 'partition = "aws-us-gov"')
     config = load_environment(_write(tmp_path, f"{VALID_NAME}.toml", text))
     assert (config.account_id, config.partition) == ("012345678901", "aws-us-gov")
+
+
+@pytest.mark.parametrize("secret", ["credlink-prod-api-keys", ADOPTED_ARN])
+def test_an_adopted_secret_keeps_its_name(tmp_path: Path, secret: str) -> None:
+    config = load_environment(_write(tmp_path, "adopting.toml", f'{VALID}\n[adopt]\nsecret = "{secret}"\n'))
+    assert config.adopt is not None
+    assert config.secret_name == "credlink-prod-api-keys"  # the name the key policies and pipeline roles use
+    assert config.adopt.arn == (secret if secret.startswith("arn:") else None)
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
