@@ -13,9 +13,10 @@
   function's testSecret step, then removes the version. The function's deployed code runs
   here, in a Python subprocess calling back into this server (the Lambda runtime's part); a
   function that is not deployed, or whose step fails, fails RotateSecret with its reason.
-- Each secret version remembers the KMS key the secret named when the version was written,
-  and ListSecretVersionIds reports it as `KmsKeyIds`, as Secrets Manager does: a new key on
-  the secret encrypts new versions only (moto reports no key per version).
+- Each secret version remembers the KMS keys that encrypt it, and ListSecretVersionIds
+  reports them as `KmsKeyIds`, as Secrets Manager does (moto reports none): a version is
+  written under the secret's key; a new key on the secret also encrypts the versions
+  labelled AWSCURRENT, AWSPENDING and AWSPREVIOUS, which keep the previous key as well.
 - AWS managed policies exist (arn:aws:iam::aws:policy/...), as in every account: moto loads
   them only when asked (MOTO_IAM_LOAD_MANAGED_POLICIES).
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
@@ -188,11 +189,32 @@ _add_secret = models.SecretsManagerBackend._add_secret  # every write of a value
 def _add_secret_remembering_its_key(
     self: models.SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any
 ) -> tuple[models.FakeSecret, bool]:
+    existing = self.secrets.get(secret_id)
+    previous_key = _key_of(existing) if isinstance(existing, models.FakeSecret) else None
     secret, new_version = _add_secret(self, secret_id, *args, **kwargs)
+    key = _key_of(secret)
+    if previous_key is not None and previous_key != key:
+        # "When you change the encryption key, Secrets Manager re-encrypts AWSCURRENT, AWSPENDING,
+        # and AWSPREVIOUS versions with the new key ... [and] keeps all existing versions
+        # encrypted with the previous key" (Secrets Manager user guide, "Change the encryption
+        # key for an AWS Secrets Manager secret"). Only a new version has the new key alone.
+        for version in secret.versions.values():
+            if (
+                KMS_KEY_IDS in version
+                and _LABELLED & set(version["version_stages"])
+                and key not in version[KMS_KEY_IDS]
+            ):
+                version[KMS_KEY_IDS].append(key)
     for version in secret.versions.values():
-        # The version just written is the one without a key yet; the others keep theirs.
-        version.setdefault(KMS_KEY_IDS, [secret.kms_key_id or models.SecretsManagerBackend.DEFAULT_KMS_KEY_ALIAS])
+        version.setdefault(KMS_KEY_IDS, [key])  # the version just written, under the secret's key
     return secret, new_version
+
+
+def _key_of(secret: models.FakeSecret) -> str:
+    return secret.kms_key_id or models.SecretsManagerBackend.DEFAULT_KMS_KEY_ALIAS
+
+
+_LABELLED = frozenset({"AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"})
 
 
 _list_secret_version_ids = models.SecretsManagerBackend.list_secret_version_ids
