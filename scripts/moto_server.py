@@ -17,8 +17,9 @@
   reports them as `KmsKeyIds`, as Secrets Manager does (moto reports none): a version is
   written under the secret's key; a new key on the secret also encrypts the versions
   labelled AWSCURRENT, AWSPENDING and AWSPREVIOUS, which keep the previous key as well.
-- AWS managed policies exist (arn:aws:iam::aws:policy/...), as in every account: moto loads
-  them only when asked (MOTO_IAM_LOAD_MANAGED_POLICIES).
+- AWS managed policies exist (arn:aws:iam::aws:policy/...), as in every account: one is
+  loaded from moto's copy when a call names it (moto loads all ~1,300 at once, in seconds,
+  only when MOTO_IAM_LOAD_MANAGED_POLICIES is set, and none otherwise).
 - UpdateSecretVersionStage moving AWSCURRENT also moves the version GetSecretValue returns
   when no stage is named (moto kept returning the old one).
 - A bucket policy's TLS-only statement (Deny when aws:SecureTransport is false) does not deny
@@ -61,7 +62,9 @@ from moto.awslambda import models as lambda_models
 from moto.core.request import Request
 from moto.core.routing import ProtocolRouter, get_router_class
 from moto.core.utils import get_service_model
+from moto.iam import models as iam_models
 from moto.iam.access_control import IAMPolicy
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3 import models as s3_models
 from moto.secretsmanager import models
@@ -231,6 +234,32 @@ def _list_versions_with_their_keys(self: models.SecretsManagerBackend, secret_id
 
 
 KMS_KEY_IDS = "kms_key_ids"
+_AWS_MANAGED_POLICY = re.compile(r"^arn:aws:iam::aws:policy(?P<path>/(?:[^/]+/)*)(?P<name>[^/]+)$")
+
+
+@functools.cache
+def _aws_managed_policy_data() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(aws_managed_policies_data)
+    return data
+
+
+def _with_aws_managed_policy(method: Any) -> Any:
+    """`method` of the IAM backend, first loading the AWS managed policy its `policy_arn` names."""
+
+    @functools.wraps(method)
+    def call(self: iam_models.IAMBackend, *args: Any, **kwargs: Any) -> Any:
+        arn = kwargs.get("policy_arn", args[0] if args else "")
+        match = _AWS_MANAGED_POLICY.match(arn)
+        data = _aws_managed_policy_data().get(match["name"]) if match else None
+        if match and data and data.get("Path", "/") == match["path"] and arn not in self.managed_policies:
+            policy = iam_models.AWSManagedPolicy.from_data(match["name"], self.account_id, self.region_name, data)
+            self.aws_managed_policies.append(policy)
+            self.managed_policies[policy.arn] = policy
+        return method(self, *args, **kwargs)
+
+    return call
+
+
 _update_secret_version_stage = models.SecretsManagerBackend.update_secret_version_stage
 
 
@@ -279,6 +308,8 @@ models.SecretsManagerBackend.rotate_secret = _rotate_secret_as_secrets_manager_d
 models.SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_the_default  # type: ignore[method-assign]
 models.SecretsManagerBackend._add_secret = _add_secret_remembering_its_key  # type: ignore[method-assign]
 models.SecretsManagerBackend.list_secret_version_ids = _list_versions_with_their_keys  # type: ignore[method-assign]
+for _name in ("attach_role_policy", "get_policy", "get_policy_version"):
+    setattr(iam_models.IAMBackend, _name, _with_aws_managed_policy(getattr(iam_models.IAMBackend, _name)))
 
 
 RECORD_CALLS = "CREDLINK_RECORD_CALLS"
@@ -447,7 +478,6 @@ def _remember_endpoint(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     _remember_endpoint(sys.argv)
     if os.environ.get(RECORD_CALLS):
         _record_calls(os.environ[RECORD_CALLS])
