@@ -16,6 +16,7 @@ from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.secretsmanager.models import SecretsManagerBackend, secretsmanager_backends
 
 from apikeys import cli
+from apikeys.adoption import CHECKS
 from apikeys.events import Event
 from tests.unit.conftest import REGION, run
 
@@ -543,3 +544,10 @@ def test_a_fallback_line_is_not_taken_for_a_load_from_the_secret(
 def main_quiet(capsys: pytest.CaptureFixture[str], *argv: str) -> int:
     code, _, _ = run(capsys, *argv)
     return code
+
+
+def test_the_adoption_page_names_every_iam_action_the_checks_and_their_fixes_need() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "adoption.md").read_text(encoding="utf-8")
+    actions = {action for check in CHECKS for action in (*check.needs, *check.repair_needs) if ":" in action}
+    assert actions
+    assert sorted(action for action in actions if f"`{action}`" not in page) == []
