@@ -222,18 +222,31 @@ class Deployment:
 
     @cached_property
     def task_definitions(self) -> tuple[Mapping[str, Any], ...]:
-        """The latest ACTIVE revision of each family that runs as one of the env's task roles
-        or whose containers name API_KEYS or API_KEYS_SECRET_ARN, with its tags."""
+        """The latest ACTIVE revision of each family that runs as one of the env's task roles,
+        carries API_KEYS, or names this secret in API_KEYS_SECRET_ARN, with its tags. A family
+        naming another secret under another role is another environment's service: not ours."""
         found = []
         for family in self.pages("ecs", "ListTaskDefinitionFamilies", "families", status="ACTIVE"):
             described = self.call("ecs", "DescribeTaskDefinition", taskDefinition=family, include=["TAGS"])
             definition = {**described["taskDefinition"], "tags": described.get("tags", [])}
-            role = definition.get("taskRoleArn")
-            if (role and _role_name(role) in self.task_role_names) or any(
-                _names(container) & {API_KEYS, API_KEYS_SECRET_ARN} for container in definition["containerDefinitions"]
+            containers = definition["containerDefinitions"]
+            if (
+                self.runs_as_task_role(definition)
+                or any(API_KEYS in _names(container) for container in containers)
+                or any(_secret_arns(container) & self.secret_arns for container in containers)
             ):
                 found.append(definition)
         return tuple(found)
+
+    @cached_property
+    def secret_arns(self) -> frozenset[str]:
+        """This secret's ARN and its replicas': what API_KEYS_SECRET_ARN may name."""
+        replicas = json.loads(self.outputs.get("replica_secret_arns") or "{}")
+        return frozenset({self.secret_arn, *replicas.values()})
+
+    def runs_as_task_role(self, definition: Mapping[str, Any]) -> bool:
+        role = definition.get("taskRoleArn")
+        return role is not None and _role_name(role) in self.task_role_names
 
     def services_running(self, family: str) -> list[tuple[str, str]]:
         """(cluster, service) of every ECS service running a revision of `family`."""
@@ -312,6 +325,10 @@ def read_policy_on_task_roles(deployment: Deployment) -> list[Finding]:
             Finding("FAIL", "task role reads", f"{role} lacks the read policy {policy}", fix=deployment.make_apply)
         )
     for definition in deployment.task_definitions:
+        if not deployment.runs_as_task_role(definition) and not any(
+            _secret_arns(container) & deployment.secret_arns for container in definition["containerDefinitions"]
+        ):
+            continue  # carries API_KEYS under another role: the task definition row names it
         revision = _revision(definition)
         role_arn = definition.get("taskRoleArn")
         if not role_arn:
@@ -450,7 +467,7 @@ def task_definition_keys(deployment: Deployment) -> list[Finding]:
             )
         ]
     findings = []
-    accepted = {deployment.secret_arn, *json.loads(deployment.outputs.get("replica_secret_arns") or "{}").values()}
+    accepted = deployment.secret_arns
     for definition in deployment.task_definitions:
         problems = []
         for container in definition["containerDefinitions"]:
@@ -478,6 +495,10 @@ def task_definition_keys(deployment: Deployment) -> list[Finding]:
             continue
         containers = _containers_to_change(definition)
         rollout = _rollout(deployment, definition["family"], "<new revision>")
+        ours = deployment.runs_as_task_role(definition)
+        if not ours:
+            # Which env's secret it should read is not known here: --fix leaves it to a person.
+            problems.append("it runs as none of the env's task roles (task_role_arns): check it is this env's")
         findings.append(
             Finding(
                 "FAIL",
@@ -486,7 +507,7 @@ def task_definition_keys(deployment: Deployment) -> list[Finding]:
                 fix=f"register a new revision of {definition['family']} without API_KEYS and with "
                 f"API_KEYS_SECRET_ARN={deployment.secret_arn} in the environment of "
                 f"{', '.join(containers) or 'the application container'}, then {rollout}",
-                repair=_register_without_keys(deployment, definition, containers) if containers else None,
+                repair=_register_without_keys(deployment, definition, containers) if containers and ours else None,
             )
         )
     return findings
@@ -871,6 +892,10 @@ def _revision(definition: Mapping[str, Any]) -> str:
 def _function(arn: str) -> str:
     """A Lambda function ARN without a version or alias qualifier."""
     return ":".join(arn.split(":")[:7])
+
+
+def _secret_arns(container: Mapping[str, Any]) -> set[str]:
+    return {each["value"] for each in container.get("environment", []) if each["name"] == API_KEYS_SECRET_ARN}
 
 
 def _names(container: Mapping[str, Any]) -> set[str]:

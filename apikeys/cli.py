@@ -498,6 +498,8 @@ def _explain(error: Exception) -> str:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Explain why a service cannot read its keys; with --env, what a hand-made setup left behind."""
     target = resolve(args)
+    if args.fix and not target.env:
+        raise CliError("--fix needs --env: the fixes come from the env's stack outputs")
     rows = _access_rows(target)
     if not target.env or any(status == "FAIL" and name == "ARN shape" for status, name, _ in rows):
         return _print_table(rows)

@@ -383,6 +383,36 @@ def test_doctor_flags_a_foreign_rotation_function_secrets_injection_and_another_
     assert "hand-rotation is configured, not this env's" in rows(out)["rotation function"][0]
 
 
+def test_another_envs_task_definitions_are_not_rewritten(
+    adopted_by_hand: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An account holding staging and prod: prod's doctor neither lists staging's service nor
+    points a task definition it cannot tell is prod's at prod's secret."""
+    setup = adopted_by_hand
+    terraform_applied(setup)
+    staging_role = setup["iam"].create_role(RoleName="credlink-staging-api-task", AssumeRolePolicyDocument=ECS_TRUST)
+    staging_secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:credlink/staging/api-keys-AbCdEf"
+    for family, environment in (
+        ("credlink-staging-api", [{"name": "API_KEYS_SECRET_ARN", "value": staging_secret}]),
+        ("credlink-legacy", [{"name": "API_KEYS", "value": GUIDE_KEYS}]),
+    ):
+        setup["ecs"].register_task_definition(
+            family=family,
+            taskRoleArn=staging_role["Role"]["Arn"],
+            containerDefinitions=[
+                {"name": "api", "image": "credlink/api:1", "memory": 256, "environment": environment}
+            ],
+        )
+    _, out, err = run(capsys, "doctor", *env(setup), "--fix")
+    assert "credlink-staging-api:" not in out
+    assert "credlink-staging-api-task" not in out
+    legacy = next(line for line in rows(out)["task definition"] if "credlink-legacy:1" in line)
+    assert "runs as none of the env's task roles" in legacy
+    assert len(setup["ecs"].list_task_definitions(familyPrefix="credlink-legacy")["taskDefinitionArns"]) == 1
+    assert len(setup["ecs"].list_task_definitions(familyPrefix="credlink-api")["taskDefinitionArns"]) == 2
+    assert_no_fake_key(out, err)
+
+
 def test_a_check_the_caller_may_not_make_names_the_action_it_needs(
     adopted_by_hand: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
