@@ -200,7 +200,7 @@ class Deployment:
 
     @cached_property
     def task_role_names(self) -> frozenset[str]:
-        return frozenset(_role_name(arn) for arn in json.loads(self.outputs.get("task_role_arns") or "[]"))
+        return frozenset(_role_name(arn) for arn in json.loads(self.outputs.get("task_role_arns") or "null") or [])
 
     def key_id(self, ref: str) -> str:
         """A KMS key reference (key ARN, key id, alias name or alias ARN) as its key id;
@@ -241,7 +241,7 @@ class Deployment:
     @cached_property
     def secret_arns(self) -> frozenset[str]:
         """This secret's ARN and its replicas': what API_KEYS_SECRET_ARN may name."""
-        replicas = json.loads(self.outputs.get("replica_secret_arns") or "{}")
+        replicas = json.loads(self.outputs.get("replica_secret_arns") or "null") or {}
         return frozenset({self.secret_arn, *replicas.values()})
 
     def runs_as_task_role(self, definition: Mapping[str, Any]) -> bool:
@@ -250,15 +250,20 @@ class Deployment:
 
     def services_running(self, family: str) -> list[tuple[str, str]]:
         """(cluster, service) of every ECS service running a revision of `family`."""
-        running = []
+        return [(cluster, service) for cluster, service, running in self._services if running == family]
+
+    @cached_property
+    def _services(self) -> list[tuple[str, str, str]]:
+        """(cluster, service, task definition family) of every ECS service in the region."""
+        services = []
         for cluster in self.pages("ecs", "ListClusters", "clusterArns"):
             arns = list(self.pages("ecs", "ListServices", "serviceArns", cluster=cluster))
             for start in range(0, len(arns), 10):  # DescribeServices takes up to 10 services
                 described = self.call("ecs", "DescribeServices", cluster=cluster, services=arns[start : start + 10])
                 for service in described.get("services", []):
-                    if service.get("taskDefinition", "").rsplit("/", 1)[-1].split(":")[0] == family:
-                        running.append((cluster.rsplit("/", 1)[-1], service["serviceName"]))
-        return running
+                    family = service.get("taskDefinition", "").rsplit("/", 1)[-1].split(":")[0]
+                    services.append((cluster.rsplit("/", 1)[-1], service["serviceName"], family))
+        return services
 
 
 # -- the checks ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.secretsmanager.models import SecretsManagerBackend, secretsmanager_backends
 
 from apikeys import cli
-from apikeys.adoption import CHECKS
+from apikeys.adoption import CHECKS, Deployment
 from apikeys.events import Event
 from tests.unit.conftest import REGION, run
 
@@ -581,3 +581,22 @@ def test_the_adoption_page_names_every_iam_action_the_checks_and_their_fixes_nee
     actions = {action for check in CHECKS for action in (*check.needs, *check.repair_needs) if ":" in action}
     assert actions
     assert sorted(action for action in actions if f"`{action}`" not in page) == []
+
+
+def test_keys_are_compared_by_key_id_whatever_form_names_them(adopted_by_hand: dict[str, Any]) -> None:
+    kms = boto3.client("kms", region_name=REGION)
+    cmk = adopted_by_hand["kms_key_arn"]
+    kms.create_alias(AliasName="alias/credlink-prod-api-keys", TargetKeyId=cmk)
+    deployment = Deployment(
+        secret_arn=adopted_by_hand["secret_arn"],
+        region=REGION,
+        env="prod",
+        outputs={"kms_key_arn": cmk},
+        client=cli.client,
+    )
+    key_id = cmk.rsplit("/", 1)[1]
+    alias_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/credlink-prod-api-keys"
+    for same in (cmk, key_id, "alias/credlink-prod-api-keys", alias_arn):
+        assert deployment.is_cmk(same), same
+    for other in ("alias/credlink-secrets", adopted_by_hand["hand_key"], "alias/aws/secretsmanager", "alias/gone"):
+        assert not deployment.is_cmk(other), other
