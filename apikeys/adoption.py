@@ -51,9 +51,19 @@ __all__ = [
     "Deployment",
     "Finding",
     "adopt",
+    "adoption_lines",
+    "broad_secret_reads",
+    "cloudtrail_logging",
     "current_version_key_ids",
+    "read_policy_on_task_roles",
+    "rotation_function",
     "run_check",
     "run_checks",
+    "secret_encryption",
+    "service_loaded",
+    "service_principal_reads",
+    "short_keys",
+    "task_definition_keys",
 ]
 
 Status = Literal["PASS", "FAIL", "WARN", "INFO"]

@@ -19,6 +19,8 @@ The secret ARN comes from `--secret-arn`, else the deployed stack's outputs
 (`--outputs`, default cdktf.out/stacks/<env>/outputs.json, written by `make deploy`). Output names
 clients and counts, never keys; the only keys printed are the one client's that `clients add`,
 `clients rotate` and `clients show-key` hand over (on stdout, or in a new 0600 file with `--out`).
+`adopt`, `doctor --env [--fix]` and `checklist` share the checks in `apikeys.adoption`; which IAM
+actions each needs is in docs/adoption.md.
 """
 
 from __future__ import annotations
