@@ -3,7 +3,11 @@
     apikeys generate [--env prod]                 a new random key (printed once, to stdout)
     apikeys migrate  --env prod [--stdin]         API_KEYS (env or stdin, never argv) -> a new secret version
     apikeys verify   --env prod                   the deployment checklist, as a table; exit 1 on any FAIL
-    apikeys doctor   --env prod | --secret-arn A  why can't the service read its keys?
+    apikeys doctor   --env prod | --secret-arn A  why can't the service read its keys? (--env: and what a
+                                                  hand-made setup left in the account; --fix repairs what it can)
+    apikeys adopt    --env prod                   after make apply adopted a hand-made secret: AWSCURRENT re-written
+                                                  under the env's CMK (same keys), then rotate
+    apikeys checklist --env prod                  the migration checklist, read from the account; exit 1 while open
     apikeys rotate   --env prod                   start a rotation now (the rotation function does it)
     apikeys clients list     --env prod                         client ids, names, key fingerprints
     apikeys clients add      --env prod --client-id X --name N  a new client; its key printed once
@@ -15,6 +19,8 @@ The secret ARN comes from `--secret-arn`, else the deployed stack's outputs
 (`--outputs`, default cdktf.out/stacks/<env>/outputs.json, written by `make deploy`). Output names
 clients and counts, never keys; the only keys printed are the one client's that `clients add`,
 `clients rotate` and `clients show-key` hand over (on stdout, or in a new 0600 file with `--out`).
+`adopt`, `doctor --env [--fix]` and `checklist` share the checks in `apikeys.adoption`; which IAM
+actions each needs is in docs/adoption.md.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from apikeys.adoption import (
+    AdoptionRefusedError,
+    CheckDeniedError,
+    Deployment,
+    Finding,
+    adopt,
+    adoption_lines,
+    run_checks,
+)
 from apikeys.aws import BOTO_CONFIG, version_with_label
 from apikeys.clients import (
     ClientChangeError,
@@ -458,7 +473,10 @@ def _audit(
 def _print_table(rows: list[tuple[str, str, str]]) -> int:
     width = max(len(name) for _, name, _ in rows)
     for status, name, detail in rows:
-        print(f"{status:<4}  {name:<{width}}  {detail}")
+        first, *more = detail.splitlines() or [""]
+        print(f"{status:<4}  {name:<{width}}  {first}")
+        for line in more:  # a fix, under the detail it belongs to
+            print(f"{'':<4}  {'':<{width}}  {line}")
     return EXIT_FAILED if any(status == "FAIL" for status, _, _ in rows) else 0
 
 
@@ -480,15 +498,92 @@ def _explain(error: Exception) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Explain why a service cannot read its keys: identity, region, account, access."""
-    rows: list[tuple[str, str, str]] = [("PASS", "AWS SDK", f"boto3 {boto3.__version__}")]
+    """Explain why a service cannot read its keys; with --env, what a hand-made setup left behind."""
     target = resolve(args)
+    if args.fix and not target.env:
+        raise CliError("--fix needs --env: the fixes come from the env's stack outputs")
+    rows = _access_rows(target)
+    if not target.env or any(status == "FAIL" and name == "ARN shape" for status, name, _ in rows):
+        return _print_table(rows)
+    deployment = _deployment(target)
+    if args.fix:
+        for _, findings in run_checks(deployment):
+            for finding in findings:
+                if finding.open and finding.repair is not None:
+                    _repair(finding, finding.repair)
+        deployment = deployment.fresh()
+    rows += [_row(finding) for _, findings in run_checks(deployment) for finding in findings]
+    return _print_table(rows)
+
+
+def cmd_checklist(args: argparse.Namespace) -> int:
+    """The migration checklist, each item read from the account; exit 1 while any is open."""
+    deployment = _deployment(resolve(args))
+    results = run_checks(deployment)
+    for number, (check, findings) in enumerate(results, start=1):
+        print(f"[{' ' if any(f.open for f in findings) else 'x'}] {number}. {check.item}")
+        for finding in findings:
+            print(f"       {finding.status:<4}  {finding.detail}")
+            if finding.open and finding.fix:
+                print(f"             next: {finding.fix}")
+    done = sum(not any(f.open for f in findings) for _, findings in results)
+    print(
+        f"{done} of {len(results)} done"
+        + ("" if done == len(results) else f"; doctor {deployment.env_flag} --fix repairs some")
+    )
+    return 0 if done == len(results) else EXIT_FAILED
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Re-write AWSCURRENT, same keys, so only the env's CMK encrypts it (after make apply adopted the secret)."""
+    deployment = _deployment(resolve(args))
+    try:
+        adoption = adopt(deployment)
+    except AdoptionRefusedError as error:
+        raise CliError(str(error)) from None
+    for line in adoption_lines(adoption, deployment):
+        print(line)
+    return 0
+
+
+def _deployment(target: Target) -> Deployment:
+    return Deployment(
+        secret_arn=target.secret_arn,
+        region=target.region,
+        env=target.env,
+        outputs=target.outputs,
+        client=lambda service, region: client(service, region),  # looked up per call: tests replace it
+    )
+
+
+def _row(finding: Finding) -> tuple[str, str, str]:
+    fix = f"\nfix: {finding.fix}" if finding.fix and finding.open else ""
+    return finding.status, finding.name, finding.detail + fix
+
+
+def _repair(finding: Finding, repair: Callable[[], Sequence[str]]) -> None:
+    """Apply one finding's fix and say what changed; a fix that fails is said and skipped."""
+    try:
+        lines = repair()
+    except (ClientChangeError, AdoptionRefusedError) as error:
+        lines = [f"not fixed: {error}"]
+    except CheckDeniedError as error:
+        lines = [f"not fixed: needs {error.action}"]
+    except (ClientError, BotoCoreError) as error:
+        lines = [f"not fixed: {_explain(error)}"]
+    for line in lines:
+        print(f"fix   {finding.name}: {line}")
+
+
+def _access_rows(target: Target) -> list[tuple[str, str, str]]:
+    """Identity, region, account, ARN shape and a read: why a service cannot read its keys."""
+    rows: list[tuple[str, str, str]] = [("PASS", "AWS SDK", f"boto3 {boto3.__version__}")]
     match = ARN_PATTERN.match(target.secret_arn)
     rows.append(
         ("PASS" if match else "FAIL", "ARN shape", target.secret_arn if match else "not a Secrets Manager secret ARN")
     )
     if match is None:
-        return _print_table(rows)  # no region, account or secret to check without one
+        return rows  # no region, account or secret to check without one
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region and region != match[1]:
         rows.append(("FAIL", "region", f"AWS_REGION={region} but the ARN is in {match[1]}: the SDK would look there"))
@@ -510,7 +605,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         rows.append(("FAIL", "read the secret", f"malformed: {error}"))
     except (ClientError, BotoCoreError) as error:
         rows.append(("FAIL", "read the secret", _explain(error)))
-    return _print_table(rows)
+    return rows
+
+
+class _CommandsFormatter(argparse.HelpFormatter):
+    """Aligns each command's help beside its name: argparse measures the command names without
+    the indent it then prints them with, so a name of nine letters (checklist) would wrap."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + self._indent_increment
+            )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -518,23 +626,28 @@ def parser() -> argparse.ArgumentParser:
         prog="apikeys",
         description="Operate the service's API keys in Secrets Manager. Output names clients and counts, never keys.",
         epilog="The secret's ARN comes from --secret-arn, else from the stack outputs of --env (make deploy).",
+        formatter_class=_CommandsFormatter,
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, handler, example in (
         ("generate", cmd_generate, "--env prod"),
         ("migrate", cmd_migrate, "--env prod --stdin < keys.txt"),
         ("verify", cmd_verify, "--env prod"),
-        (
-            "doctor",
-            cmd_doctor,
-            "--secret-arn arn:aws:secretsmanager:us-east-1:123456789012:secret:credlink/prod/api-keys-AbCdEf",
-        ),
+        ("doctor", cmd_doctor, "--env prod --fix"),
         ("rotate", cmd_rotate, "--env prod"),
+        ("adopt", cmd_adopt, "--env prod"),
+        ("checklist", cmd_checklist, "--env prod"),
     ):
         command = _command(commands, name, handler, f"apikeys {name} {example}")
         command.add_argument("--env", help="environment name (stack)")
         if name != "generate":
             _target_arguments(command)
+        if name == "doctor":
+            command.add_argument(
+                "--fix",
+                action="store_true",
+                help="with --env: apply the fixes that are safe from here, print each change, then check again",
+            )
         if name == "migrate":
             command.add_argument(
                 "--stdin", action="store_true", help="read the key list from stdin instead of API_KEYS"
@@ -593,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (CliError, ClientChangeError) as error:
+    except (CliError, ClientChangeError, CheckDeniedError) as error:
         print(f"apikeys: {error}", file=sys.stderr)
         return EXIT_FAILED
     except ApiKeyParseError as error:  # an argument (client id, name) the key list cannot hold

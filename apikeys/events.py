@@ -30,6 +30,7 @@ class Event(StrEnum):
     SHORT_KEYS = "apikeys.short_keys"  # keys shorter than a new key may be: named by client, rotate them
     CLIENT_CHANGED = "apikeys.client_changed"  # the operator CLI's audit line: who changed which client
     CLIENT_READ = "apikeys.client_key_read"  # the operator CLI's audit line: who read which client's key
+    SECRET_ADOPTED = "apikeys.secret_adopted"  # noqa: S105 (audit line: who re-encrypted an adopted secret)
 
 
 class FailureReason(StrEnum):

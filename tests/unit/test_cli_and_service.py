@@ -168,7 +168,7 @@ def test_verify_reports_an_unreadable_key_and_a_stale_replica_instead_of_crashin
 
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     top = run_help(capsys)
-    for command in ("generate", "migrate", "verify", "doctor", "rotate", "clients"):
+    for command in ("generate", "migrate", "verify", "doctor", "rotate", "adopt", "checklist", "clients"):
         line = next(line for line in top.splitlines() if line.strip().startswith(command))
         assert line.strip() != command  # a one-line help next to the name
         if command != "clients":
