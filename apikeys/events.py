@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["ALARMED_EVENTS", "METRIC_NAMESPACE", "ROTATION_FAILED", "AlarmedEvent", "Event", "FailureReason"]
+__all__ = [
+    "ALARMED_EVENTS",
+    "LEGACY_FALLBACK_PHRASE",
+    "METRIC_NAMESPACE",
+    "ROTATION_FAILED",
+    "AlarmedEvent",
+    "Event",
+    "FailureReason",
+]
 
 METRIC_NAMESPACE = "Credlink/ApiKeys"
 
@@ -45,12 +53,21 @@ class FailureReason(StrEnum):
 
 @dataclass(frozen=True)
 class AlarmedEvent:
-    """One metric filter + alarm: `pattern` is CloudWatch Logs JSON filter syntax."""
+    """One alarm on one metric. `pattern` (CloudWatch Logs JSON filter syntax) is the metric
+    filter for the loaders' lines; each of `text_patterns` (a quoted phrase) is one more
+    filter into the same metric, for the plain-text lines of services not yet on a loader. A
+    filter has one pattern, and one pattern cannot be both JSON and a phrase."""
 
     name: str
     metric_name: str
     pattern: str
     description: str
+    text_patterns: tuple[str, ...] = ()
+
+
+# The plain-text line of services that load their keys without a loader, e.g.
+# "Secrets Manager unavailable, falling back to environment variables".
+LEGACY_FALLBACK_PHRASE = "falling back to environment variables"
 
 
 def _reason_is(*reasons: FailureReason) -> str:
@@ -63,6 +80,8 @@ ALARMED_EVENTS: tuple[AlarmedEvent, ...] = (
         metric_name="ApiKeysFallbackToEnv",
         pattern=f'{{ $.event = "{Event.FALLBACK_TO_ENV}" }}',
         description="The service fell back to the API_KEYS environment variable instead of Secrets Manager.",
+        # What services that read API_KEYS themselves print when they cannot reach the secret.
+        text_patterns=(f'"{LEGACY_FALLBACK_PHRASE}"',),
     ),
     AlarmedEvent(
         name="secret_read_failed",
