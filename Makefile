@@ -32,7 +32,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs bootstrap-state authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit lint module-docs contract clean local-up local-down local-prereqs bootstrap-state authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,13 +73,14 @@ test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terrafor
 unit: $(VENV)/.installed ## The fast tests alone: loader, CLI, rotation logic (no Node, Terraform or local AWS)
 	$(PY) -m pytest tests/unit
 
-lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs up to date
+lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs and contract/ up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy main.py stacks apikeys scripts tests bench
 	terraform fmt -check -recursive modules
 	terraform fmt -check -recursive bootstrap
 	$(PY) -m scripts.module_docs --check
+	$(PY) -m scripts.contract --check
 
 module-docs: setup ## Regenerate the inputs/outputs tables of modules/*/README.md from the code
 	$(PY) -m scripts.module_docs
@@ -128,6 +129,9 @@ demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify,
 
 bench: setup ## Benchmarks (~5 min): synth naive vs lean, key check, Secrets Manager calls and cost -> bench/out/
 	$(PY) -m bench
+
+contract: $(VENV)/.installed ## Regenerate contract/ (the loaders' shared test vectors, events, alarm patterns) from apikeys/
+	$(PY) -m scripts.contract
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
 	rm -rf cdktf.out
