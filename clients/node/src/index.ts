@@ -1,0 +1,31 @@
+export { Event, FailureReason, MAX_SECRET_BYTES, MIN_KEY_LENGTH } from "./contract.js";
+export {
+  ApiKeyParseError,
+  type Client,
+  type Entry,
+  KeySet,
+  parseApiKeys,
+  parseEntries,
+  parseSecretString,
+} from "./keyset.js";
+export {
+  ApiKeyLoader,
+  classify,
+  createSecretsClient,
+  type KeySource,
+  type LoaderOptions,
+  type LoaderSettings,
+  NoKeySourceError,
+  REQUEST_HANDLER,
+  SecretReadError,
+  type SecretsClient,
+  settingsFromEnv,
+} from "./loader.js";
+export { formatLine, type Level, type LogLine, type LogWriter, writeToStderr } from "./logs.js";
+export {
+  type AuthenticatedRequest,
+  apiKeyMiddleware,
+  type MiddlewareOptions,
+  type Next,
+  type Response,
+} from "./middleware.js";
