@@ -2,13 +2,13 @@
  * Parse `key:clientId:Name,...` into a key set and check presented keys against it.
  *
  * Keys are never kept as text: the set holds SHA-256 digests. A lookup hashes the presented
- * key once, finds the candidate by its whole digest (a Map of hex digests) and confirms it with
+ * key once, finds the candidate by its whole digest (a Map keyed by the hex digest) and confirms it with
  * `timingSafeEqual`, which takes the same time however much of the digest matches. Parse
  * errors name the entry and the field, never the key. The format and its errors are those of
  * the Python loader (contract/key-format.json holds the vectors both suites run).
  */
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import { MAX_SECRET_BYTES, MIN_KEY_LENGTH } from "./contract.js";
 
 export interface Client {
@@ -26,7 +26,11 @@ const CLIENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 const FIELDS = ["key", "clientId", "name"] as const;
 
 function digest(key: string): Buffer {
-  return createHash("sha256").update(key, "utf8").digest();
+  return Buffer.from(hexDigest(key), "hex");
+}
+
+function hexDigest(key: string): string {
+  return hash("sha256", key, "hex");
 }
 
 /** An immutable set of API keys, each mapped to its client. */
@@ -36,14 +40,16 @@ export class KeySet {
   readonly #entries: ReadonlyMap<string, readonly [Buffer, Client]>;
 
   constructor(entries: Iterable<readonly [Buffer, Client]> = []) {
-    this.#entries = new Map([...entries].map(([hash, client]) => [hash.toString("hex"), [hash, client] as const]));
+    this.#entries = new Map(
+      [...entries].map(([stored, client]) => [stored.toString("hex"), [stored, client] as const]),
+    );
   }
 
   /** The client a presented key belongs to, or null. */
   authenticate(presented: string): Client | null {
-    const hash = digest(presented);
-    const found = this.#entries.get(hash.toString("hex"));
-    return found !== undefined && timingSafeEqual(found[0], hash) ? found[1] : null;
+    const hex = hexDigest(presented);
+    const found = this.#entries.get(hex);
+    return found !== undefined && timingSafeEqual(found[0], Buffer.from(hex, "hex")) ? found[1] : null;
   }
 
   /** This set plus `other`'s keys (this set wins where both name the same key). */
@@ -122,7 +128,7 @@ export function parseEntries(value: string): Entry[] {
     });
     checkKey(key, `entry ${number}`);
     checkClientId(clientId, `entry ${number}`);
-    const hex = digest(key).toString("hex");
+    const hex = hexDigest(key);
     const sameKey = entryOfKey.get(hex);
     if (sameKey !== undefined) {
       throw new ApiKeyParseError(`entry ${number}, field "key": the same key as entry ${sameKey}`);
