@@ -4,54 +4,29 @@ that keeps calling one, and polling."""
 
 from __future__ import annotations
 
-import functools
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from scripts.demo import PYTHON_SERVICE, http_status
+from scripts.node_client import NodeClientError, built, node_binary
 
 __all__ = ["SERVICES", "RollingClient", "service_command", "wait_for"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-NODE_CLIENT = PROJECT_ROOT / "clients" / "node"
 SERVICES = ("python", "node")
-
-
-def _node() -> str:
-    """The project's Node 22 (make setup), else the machine's."""
-    project = PROJECT_ROOT / ".tooling" / "node" / "bin" / "node"
-    found = str(project) if project.exists() else shutil.which("node")
-    if found is None:
-        pytest.fail("no node: run make setup", pytrace=False)
-    return found
-
-
-@functools.cache
-def _built_node_server() -> Path:
-    """clients/node compiled (tsc) and its reference server's entry point."""
-    if not (NODE_CLIENT / "node_modules" / ".bin" / "tsc").exists():
-        pytest.fail("clients/node has no node_modules: run make setup", pytrace=False)
-    node = _node()
-    tsc = NODE_CLIENT / "node_modules" / "typescript" / "bin" / "tsc"
-    built = subprocess.run(
-        [node, str(tsc), "-p", "tsconfig.json"], cwd=NODE_CLIENT, capture_output=True, text=True, check=False
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    return NODE_CLIENT / "dist" / "src" / "server.js"
 
 
 def service_command(kind: str) -> tuple[str, ...]:
     """The command that starts the `kind` reference service (`--port N` is added)."""
     if kind == "python":
         return PYTHON_SERVICE
-    return (_node(), str(_built_node_server()))
+    try:
+        return (node_binary(), str(built() / "src" / "server.js"))
+    except NodeClientError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float) -> float:
