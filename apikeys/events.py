@@ -8,17 +8,21 @@ both sides together, and a test runs real log lines through these exact patterns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
     "ALARMED_EVENTS",
+    "ERROR_CODES",
+    "ERROR_CODE_PREFIXES",
     "LEGACY_FALLBACK_PHRASE",
     "METRIC_NAMESPACE",
     "ROTATION_FAILED",
     "AlarmedEvent",
     "Event",
     "FailureReason",
+    "reason_of_error_code",
 ]
 
 METRIC_NAMESPACE = "Credlink/ApiKeys"
@@ -49,6 +53,40 @@ class FailureReason(StrEnum):
     NETWORK = "network"
     MALFORMED = "malformed"
     OTHER = "other"  # any error not classified above (e.g. a secret scheduled for deletion): no access alarm
+
+
+# The service's error codes, by the failure class the loaders name them as; a code in none of
+# these (and not starting with one of the prefixes) is `other`. The caller is not allowed, or
+# its credentials are not accepted: both are "denied".
+ERROR_CODES: Mapping[FailureReason, frozenset[str]] = {
+    FailureReason.DENIED: frozenset(
+        {
+            "AccessDeniedException",
+            "AccessDenied",
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "InvalidSignatureException",
+            "ExpiredTokenException",
+        }
+    ),
+    FailureReason.NOT_FOUND: frozenset({"ResourceNotFoundException"}),
+    FailureReason.DECRYPT: frozenset({"DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"}),
+    FailureReason.THROTTLED: frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}),
+}
+ERROR_CODE_PREFIXES: Mapping[FailureReason, tuple[str, ...]] = {
+    FailureReason.NETWORK: ("InternalService", "ServiceUnavailable"),  # the service failed, not the request
+}
+
+
+def reason_of_error_code(code: str) -> FailureReason:
+    """The failure class of a service error code (`ERROR_CODES`, `ERROR_CODE_PREFIXES`)."""
+    for reason, codes in ERROR_CODES.items():
+        if code in codes:
+            return reason
+    for reason, prefixes in ERROR_CODE_PREFIXES.items():
+        if code.startswith(prefixes):
+            return reason
+    return FailureReason.OTHER
 
 
 @dataclass(frozen=True)

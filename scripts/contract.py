@@ -7,15 +7,15 @@ Every loader (the Python one in apikeys/, the Node one in clients/node/) must be
 way. What "the same" means is written here once, from the Python code, and both test suites
 read it:
 
-- `contract/events.json`: the log lines' event and reason names and the alarms' metric filter
-  patterns (`apikeys/events.py`);
+- `contract/events.json`: the log lines' event and reason names, which service error codes
+  each reason names, and the alarms' metric filter patterns (`apikeys/events.py`);
 - `contract/key-format.json`: the key format's test vectors, valid lists with the clients they
   parse into, invalid ones with the entry, field and message of the error
   (`apikeys/keyset.py` parses each input to write the expected result);
 - `contract/grace.json`: rotation and revocation scenarios (a secret's versions over time, a
   loader started at some point, keys presented), each check's expected client written by
   running `apikeys.loader.ApiKeyLoader` through the scenario;
-- `clients/node/src/contract.ts`: the names and limits, as TypeScript constants.
+- `clients/node/src/contract.ts`: the names, error codes and limits, as TypeScript constants.
 """
 
 from __future__ import annotations
@@ -34,7 +34,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from apikeys.events import ALARMED_EVENTS, METRIC_NAMESPACE, ROTATION_FAILED, AlarmedEvent, Event, FailureReason
+from apikeys.events import (
+    ALARMED_EVENTS,
+    ERROR_CODE_PREFIXES,
+    ERROR_CODES,
+    METRIC_NAMESPACE,
+    ROTATION_FAILED,
+    AlarmedEvent,
+    Event,
+    FailureReason,
+)
 from apikeys.keyset import MAX_SECRET_BYTES, MIN_KEY_LENGTH, ApiKeyParseError, parse_entries, parse_secret_string
 from apikeys.loader import ApiKeyLoader, LoaderSettings
 
@@ -269,6 +278,8 @@ def _events() -> dict[str, Any]:
     return {
         "events": {member.name: member.value for member in Event},
         "reasons": {member.name: member.value for member in FailureReason},
+        "errorCodes": {str(reason): sorted(codes) for reason, codes in ERROR_CODES.items()},
+        "errorCodePrefixes": {str(reason): list(prefixes) for reason, prefixes in ERROR_CODE_PREFIXES.items()},
         "metricNamespace": METRIC_NAMESPACE,
         "alarms": [_alarm(event) for event in ALARMED_EVENTS],
         "rotationAlarm": _alarm(ROTATION_FAILED),
@@ -351,6 +362,16 @@ def _grace() -> dict[str, Any]:
     }
 
 
+def _members(lists: dict[str, list[str]]) -> list[str]:
+    """`name: [...]` lines of a TypeScript object, as the package's formatter (biome) writes them:
+    one line when it fits in 120 characters, else one string a line."""
+    lines = []
+    for name, values in lists.items():
+        one_line = f"  {name}: {json.dumps(values)},"
+        lines += [one_line] if len(one_line) <= 120 else [f"  {name}: [", *(f'    "{v}",' for v in values), "  ],"]
+    return lines
+
+
 def _typescript() -> str:
     def constants(name: str, members: dict[str, str], doc: str) -> list[str]:
         return [
@@ -375,6 +396,15 @@ def _typescript() -> str:
             {member.name: member.value for member in FailureReason},
             "Values of the `reason` field: the class of a failure, never its detail.",
         ),
+        "/** The service's error codes, by the failure class they are named as. */",
+        "export const ERROR_CODES: Partial<Record<FailureReason, readonly string[]>> = {",
+        *_members({str(reason): sorted(codes) for reason, codes in ERROR_CODES.items()}),
+        "};",
+        "/** Error code prefixes, by the failure class they are named as. */",
+        "export const ERROR_CODE_PREFIXES: Partial<Record<FailureReason, readonly string[]>> = {",
+        *_members({str(reason): list(prefixes) for reason, prefixes in ERROR_CODE_PREFIXES.items()}),
+        "};",
+        "",
         "/** Secrets Manager's limit for a secret value. */",
         f"export const MAX_SECRET_BYTES = {MAX_SECRET_BYTES};",
         "/** The shortest key accepted. */",

@@ -27,6 +27,25 @@ export const FailureReason = {
 } as const;
 export type FailureReason = (typeof FailureReason)[keyof typeof FailureReason];
 
+/** The service's error codes, by the failure class they are named as. */
+export const ERROR_CODES: Partial<Record<FailureReason, readonly string[]>> = {
+  denied: [
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "UnrecognizedClientException",
+  ],
+  not_found: ["ResourceNotFoundException"],
+  decrypt: ["DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"],
+  throttled: ["RequestLimitExceeded", "ThrottlingException", "TooManyRequestsException"],
+};
+/** Error code prefixes, by the failure class they are named as. */
+export const ERROR_CODE_PREFIXES: Partial<Record<FailureReason, readonly string[]>> = {
+  network: ["InternalService", "ServiceUnavailable"],
+};
+
 /** Secrets Manager's limit for a secret value. */
 export const MAX_SECRET_BYTES = 65536;
 /** The shortest key accepted. */

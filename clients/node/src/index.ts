@@ -1,4 +1,11 @@
-export { Event, FailureReason, MAX_SECRET_BYTES, MIN_KEY_LENGTH } from "./contract.js";
+export {
+  ERROR_CODE_PREFIXES,
+  ERROR_CODES,
+  Event,
+  FailureReason,
+  MAX_SECRET_BYTES,
+  MIN_KEY_LENGTH,
+} from "./contract.js";
 export {
   ApiKeyParseError,
   type Client,
@@ -17,6 +24,7 @@ export {
   type LoaderSettings,
   NoKeySourceError,
   REQUEST_HANDLER,
+  reasonOfErrorCode,
   SecretReadError,
   type SecretsClient,
   settingsFromEnv,

@@ -26,7 +26,7 @@ import {
   SecretsManagerClient,
   type SecretsManagerClientConfig,
 } from "@aws-sdk/client-secrets-manager";
-import { Event, FailureReason } from "./contract.js";
+import { ERROR_CODE_PREFIXES, ERROR_CODES, Event, FailureReason } from "./contract.js";
 import { ApiKeyParseError, type Client, KeySet, parseApiKeys, parseSecretString } from "./keyset.js";
 import { type Level, type LogLine, type LogWriter, writeToStderr } from "./logs.js";
 
@@ -92,17 +92,6 @@ export class SecretReadError extends Error {
   }
 }
 
-// The caller is not allowed, or its credentials are not accepted: both are "denied".
-const DENIED_CODES = new Set([
-  "AccessDeniedException",
-  "AccessDenied",
-  "UnrecognizedClientException",
-  "InvalidClientTokenId",
-  "InvalidSignatureException",
-  "ExpiredTokenException",
-]);
-const DECRYPT_CODES = new Set(["DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"]);
-const THROTTLED_CODES = new Set(["ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"]);
 // Unreachable, timed out, connection dropped (Node's socket error codes).
 const NETWORK_CODES = new Set([
   "ECONNREFUSED",
@@ -116,19 +105,21 @@ const NETWORK_CODES = new Set([
   "ENETUNREACH",
 ]);
 
+/** The failure class of a service error code (contract/events.json's `errorCodes`). */
+export function reasonOfErrorCode(code: string): FailureReason {
+  for (const [reason, codes] of Object.entries(ERROR_CODES)) {
+    if (codes.includes(code)) return reason as FailureReason;
+  }
+  for (const [reason, prefixes] of Object.entries(ERROR_CODE_PREFIXES)) {
+    if (prefixes.some((prefix) => code.startsWith(prefix))) return reason as FailureReason;
+  }
+  return FailureReason.OTHER;
+}
+
 /** The failure class of an SDK error; what is not known to be one of the others is `other`. */
 export function classify(error: unknown): FailureReason {
   if (!(error instanceof Error)) return FailureReason.OTHER;
-  if ("$fault" in error) {
-    // An answer from the service: its error code is the error's name.
-    const code = error.name;
-    if (DENIED_CODES.has(code)) return FailureReason.DENIED;
-    if (code === "ResourceNotFoundException") return FailureReason.NOT_FOUND;
-    if (DECRYPT_CODES.has(code)) return FailureReason.DECRYPT;
-    if (THROTTLED_CODES.has(code)) return FailureReason.THROTTLED;
-    if (code.startsWith("InternalService") || code.startsWith("ServiceUnavailable")) return FailureReason.NETWORK;
-    return FailureReason.OTHER;
-  }
+  if ("$fault" in error) return reasonOfErrorCode(error.name); // the service's answer: its code is the name
   const code = (error as { code?: unknown }).code;
   if (error.name === "TimeoutError" || (typeof code === "string" && NETWORK_CODES.has(code))) {
     return FailureReason.NETWORK;

@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 import {
   ApiKeyLoader,
   ApiKeyParseError,
+  classify,
   Event,
   FailureReason,
   MAX_SECRET_BYTES,
@@ -12,7 +13,7 @@ import {
   parseSecretString,
   settingsFromEnv,
 } from "../src/index.js";
-import { ARN, capture, contract, FakeSecrets } from "./fakes.js";
+import { ARN, capture, contract, FakeSecrets, serviceError } from "./fakes.js";
 
 interface KeyFormat {
   maxSecretBytes: number;
@@ -32,7 +33,12 @@ interface Grace {
 
 const keyFormat = contract<KeyFormat>("key-format.json");
 const grace = contract<Grace>("grace.json");
-const events = contract<{ events: Record<string, string>; reasons: Record<string, string> }>("events.json");
+const events = contract<{
+  events: Record<string, string>;
+  reasons: Record<string, string>;
+  errorCodes: Record<string, string[]>;
+  errorCodePrefixes: Record<string, string[]>;
+}>("events.json");
 
 describe("the key format", () => {
   for (const vector of keyFormat.valid) {
@@ -76,6 +82,16 @@ describe("the key format", () => {
 test("the event and reason names are the contract's", () => {
   assert.deepEqual({ ...Event }, events.events);
   assert.deepEqual({ ...FailureReason }, events.reasons);
+});
+
+test("each service error code is named as the contract's failure class", () => {
+  for (const [reason, codes] of Object.entries(events.errorCodes)) {
+    for (const code of codes) assert.equal(classify(serviceError(code)), reason, code);
+  }
+  for (const [reason, prefixes] of Object.entries(events.errorCodePrefixes)) {
+    for (const prefix of prefixes) assert.equal(classify(serviceError(`${prefix}Error`)), reason, prefix);
+  }
+  assert.equal(classify(serviceError("InvalidRequestException")), "other");
 });
 
 describe("grace for rotation, not for removal", () => {
