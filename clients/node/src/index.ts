@@ -33,6 +33,7 @@ export { formatLine, type Level, type LogLine, type LogWriter, writeToStderr } f
 export {
   type AuthenticatedRequest,
   apiKeyMiddleware,
+  clientOf,
   type MiddlewareOptions,
   type Next,
   type Response,

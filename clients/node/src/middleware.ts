@@ -39,6 +39,14 @@ export function pathOf(url: string | undefined): string {
   return new URL(url ?? "/", "http://localhost").pathname;
 }
 
+/** The client the middleware accepted for this request (any framework's request object). */
+export function clientOf(req: object): Client {
+  const client = (req as AuthenticatedRequest).apiClient;
+  if (client === undefined)
+    throw new Error("no API client on this request: is apiKeyMiddleware in front of the route?");
+  return client;
+}
+
 export function apiKeyMiddleware(loader: ApiKeyLoader, options: MiddlewareOptions = {}) {
   const open = new Set(options.openPaths ?? ["/healthz"]);
   return (req: AuthenticatedRequest, res: Response, next: Next): void => {

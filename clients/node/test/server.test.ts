@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import { ApiKeyLoader, apiKeyMiddleware, settingsFromEnv } from "../src/index.js";
+import { ApiKeyLoader, apiKeyMiddleware, clientOf, settingsFromEnv } from "../src/index.js";
 import { createReferenceServer } from "../src/server.js";
 import { ARN, capture, FakeSecrets } from "./fakes.js";
 
@@ -86,4 +86,10 @@ test("the middleware, as an Express-style chain calls it", async () => {
   });
   assert.deepEqual(await call("/sign"), { next: false, status: 401 });
   assert.deepEqual(await call("/healthz"), { next: true, status: 200, client: undefined });
+  const accepted: Parameters<typeof middleware>[0] = { url: "/sign", headers: { authorization: `Bearer ${KEY}` } };
+  await new Promise<void>((done) =>
+    middleware(accepted, { statusCode: 200, setHeader: () => 0, end: () => 0 }, () => done()),
+  );
+  assert.deepEqual(clientOf(accepted), { clientId: "client-1", name: "One" });
+  assert.throws(() => clientOf({}), /is apiKeyMiddleware in front of the route/);
 });
