@@ -44,6 +44,23 @@ def test_the_vectors_cover_every_field_and_both_kinds_of_list() -> None:
     assert {vector["valid"] for vector in vectors["secretStrings"]} == {True, False}
 
 
+@pytest.mark.parametrize("vector", read("key-format.json")["valid"], ids=lambda vector: vector["apiKeys"][:40])
+def test_the_python_parser_reads_each_valid_vector(vector: dict[str, Any]) -> None:
+    parsed = [{"key": key, "clientId": c.client_id, "name": c.name} for key, c in parse_entries(vector["apiKeys"])]
+    assert parsed == vector["entries"]
+
+
+@pytest.mark.parametrize("vector", read("key-format.json")["invalid"], ids=lambda vector: vector["apiKeys"][:40])
+def test_the_python_parser_names_the_entry_and_field_of_each_invalid_vector(vector: dict[str, Any]) -> None:
+    with pytest.raises(ApiKeyParseError) as raised:
+        parse_entries(vector["apiKeys"])
+    assert str(raised.value) == vector["message"]
+    if vector["entry"] is not None:
+        assert str(raised.value).startswith(f"entry {vector['entry']}")
+    if vector["field"] is not None:
+        assert f'field "{vector["field"]}"' in str(raised.value)
+
+
 def test_a_list_over_the_size_limit_is_refused() -> None:
     with pytest.raises(ApiKeyParseError, match="over Secrets Manager's 65536-byte limit"):
         parse_entries("k" * (read("key-format.json")["maxSecretBytes"] + 1))

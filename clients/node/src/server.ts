@@ -16,6 +16,7 @@ import { realpathSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { ApiKeyParseError } from "./keyset.js";
 import { ApiKeyLoader, NoKeySourceError, SecretReadError } from "./loader.js";
 import { type AuthenticatedRequest, apiKeyMiddleware, pathOf } from "./middleware.js";
 
@@ -68,7 +69,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     loader = await ApiKeyLoader.fromEnv(process.env);
   } catch (error) {
-    if (error instanceof NoKeySourceError || error instanceof SecretReadError) {
+    if (error instanceof NoKeySourceError || error instanceof SecretReadError || error instanceof ApiKeyParseError) {
       process.stderr.write(`reference server: ${error.message}\n`);
       return 1;
     }
