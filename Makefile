@@ -32,12 +32,14 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/$(TFRC)
 export CHECKPOINT_DISABLE := 1
 export TF_IN_AUTOMATION := 1
 
-.PHONY: help setup synth validate test unit lint module-docs clean local-up local-down local-prereqs bootstrap-state authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
+.PHONY: help setup synth validate test unit node-test lint module-docs contract clean local-up local-down local-prereqs bootstrap-state authz plan apply drift deploy destroy outputs demo scan bench pipeline-policies
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, Terraform config)
+NODE_CLIENT := clients/node
+
+setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, the Node loader's dev tools, Terraform config)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +53,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 node_modules/.installed: package.json package-lock.json .tooling/node/.installed
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json .tooling/node/.installed
+	npm --prefix $(NODE_CLIENT) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(TFRC): scripts/terraformrc.sh
@@ -67,19 +73,23 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 	  terraform -chdir=cdktf.out/stacks/$$env validate; \
 	done
 
-test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov
+test: setup lint node-test ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov, the Node loader
 	$(PY) -m pytest
+
+node-test: setup ## The Node loader (clients/node): tsc type check, biome lint, its tests
+	npm --prefix $(NODE_CLIENT) run check
 
 unit: $(VENV)/.installed ## The fast tests alone: loader, CLI, rotation logic (no Node, Terraform or local AWS)
 	$(PY) -m pytest tests/unit
 
-lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs up to date
+lint: setup ## ruff, mypy --strict, terraform fmt, module READMEs and contract/ up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy main.py stacks apikeys scripts tests bench
 	terraform fmt -check -recursive modules
 	terraform fmt -check -recursive bootstrap
 	$(PY) -m scripts.module_docs --check
+	$(PY) -m scripts.contract --check
 
 module-docs: setup ## Regenerate the inputs/outputs tables of modules/*/README.md from the code
 	$(PY) -m scripts.module_docs
@@ -128,6 +138,9 @@ demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify,
 
 bench: setup ## Benchmarks (~5 min): synth naive vs lean, key check, Secrets Manager calls and cost -> bench/out/
 	$(PY) -m bench
+
+contract: $(VENV)/.installed ## Regenerate contract/ (the loaders' shared test vectors, events, alarm patterns) from apikeys/
+	$(PY) -m scripts.contract
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
 	rm -rf cdktf.out

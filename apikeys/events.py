@@ -8,10 +8,22 @@ both sides together, and a test runs real log lines through these exact patterns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["ALARMED_EVENTS", "METRIC_NAMESPACE", "ROTATION_FAILED", "AlarmedEvent", "Event", "FailureReason"]
+__all__ = [
+    "ALARMED_EVENTS",
+    "ERROR_CODES",
+    "ERROR_CODE_PREFIXES",
+    "LEGACY_FALLBACK_PHRASE",
+    "METRIC_NAMESPACE",
+    "ROTATION_FAILED",
+    "AlarmedEvent",
+    "Event",
+    "FailureReason",
+    "reason_of_error_code",
+]
 
 METRIC_NAMESPACE = "Credlink/ApiKeys"
 
@@ -45,14 +57,57 @@ class FailureReason(StrEnum):
     OTHER = "other"  # any error not classified above (e.g. a secret scheduled for deletion): no access alarm
 
 
+# The service's error codes, by the failure class the loaders name them as; a code in none of
+# these (and not starting with one of the prefixes) is `other`. The caller is not allowed, or
+# its credentials are not accepted: both are "denied".
+ERROR_CODES: Mapping[FailureReason, frozenset[str]] = {
+    FailureReason.DENIED: frozenset(
+        {
+            "AccessDeniedException",
+            "AccessDenied",
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "InvalidSignatureException",
+            "ExpiredTokenException",
+        }
+    ),
+    FailureReason.NOT_FOUND: frozenset({"ResourceNotFoundException"}),
+    FailureReason.DECRYPT: frozenset({"DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"}),
+    FailureReason.THROTTLED: frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}),
+}
+ERROR_CODE_PREFIXES: Mapping[FailureReason, tuple[str, ...]] = {
+    FailureReason.NETWORK: ("InternalService", "ServiceUnavailable"),  # the service failed, not the request
+}
+
+
+def reason_of_error_code(code: str) -> FailureReason:
+    """The failure class of a service error code (`ERROR_CODES`, `ERROR_CODE_PREFIXES`)."""
+    for reason, codes in ERROR_CODES.items():
+        if code in codes:
+            return reason
+    for reason, prefixes in ERROR_CODE_PREFIXES.items():
+        if code.startswith(prefixes):
+            return reason
+    return FailureReason.OTHER
+
+
 @dataclass(frozen=True)
 class AlarmedEvent:
-    """One metric filter + alarm: `pattern` is CloudWatch Logs JSON filter syntax."""
+    """One alarm on one metric. `pattern` (CloudWatch Logs JSON filter syntax) is the metric
+    filter for the loaders' lines; each of `text_patterns` (a quoted phrase) is one more
+    filter into the same metric, for the plain-text lines of services not yet on a loader. A
+    filter has one pattern, and one pattern cannot be both JSON and a phrase."""
 
     name: str
     metric_name: str
     pattern: str
     description: str
+    text_patterns: tuple[str, ...] = ()
+
+
+# The plain-text line of services that load their keys without a loader, e.g.
+# "Secrets Manager unavailable, falling back to environment variables".
+LEGACY_FALLBACK_PHRASE = "falling back to environment variables"
 
 
 def _reason_is(*reasons: FailureReason) -> str:
@@ -65,6 +120,8 @@ ALARMED_EVENTS: tuple[AlarmedEvent, ...] = (
         metric_name="ApiKeysFallbackToEnv",
         pattern=f'{{ $.event = "{Event.FALLBACK_TO_ENV}" }}',
         description="The service fell back to the API_KEYS environment variable instead of Secrets Manager.",
+        # What services that read API_KEYS themselves print when they cannot reach the secret.
+        text_patterns=(f'"{LEGACY_FALLBACK_PHRASE}"',),
     ),
     AlarmedEvent(
         name="secret_read_failed",

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from apikeys.aws import BOTO_CONFIG, version_with_label
-from apikeys.events import Event, FailureReason
+from apikeys.events import Event, FailureReason, reason_of_error_code
 from apikeys.keyset import MIN_KEY_LENGTH, ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
 from apikeys.logs import JsonLineFormatter, ensure_json_logging, log_event
 
@@ -95,34 +95,10 @@ def _region_of(arn: str | None) -> str | None:
     return parts[3] if len(parts) > 3 and parts[3] else None
 
 
-# The caller is not allowed, or its credentials are not accepted: both are "denied".
-_DENIED_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "AccessDenied",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-    }
-)
-
-
 def _classify(error: Exception) -> FailureReason:
     """The failure class of an SDK error; what is not known to be one of the others is `other`."""
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in _DENIED_CODES:
-            return FailureReason.DENIED
-        if code == "ResourceNotFoundException":
-            return FailureReason.NOT_FOUND
-        if code in ("DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"):
-            return FailureReason.DECRYPT
-        if code in ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"):
-            return FailureReason.THROTTLED
-        if code.startswith(("InternalService", "ServiceUnavailable")):
-            return FailureReason.NETWORK
-        return FailureReason.OTHER
+        return reason_of_error_code(error.response.get("Error", {}).get("Code", ""))
     if isinstance(error, BotoConnectionError | HTTPClientError):  # unreachable, timed out, connection dropped
         return FailureReason.NETWORK
     return FailureReason.OTHER

@@ -1,9 +1,11 @@
-"""A minimal reference service: the loader as middleware in front of `POST /sign`.
+"""A minimal reference service: the loader as middleware in front of `/sign`.
 
     API_KEYS_SECRET_ARN=arn:... python -m apikeys.service --port 8080
+    curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/sign
     curl -X POST -H "Authorization: Bearer $KEY" --data 'hello' http://127.0.0.1:8080/sign
 
-`/healthz` needs no key; every other route answers 401 without a valid Bearer key. It binds
+`/sign` answers GET and POST with the caller's client id and the SHA-256 of the body (empty
+for a GET without one). `/healthz` needs no key; every other route answers 401 without a valid Bearer key. It binds
 127.0.0.1 only: it is a reference, not a production server.
 """
 
@@ -45,7 +47,7 @@ def create_app(loader: ApiKeyLoader) -> Flask:
         g.client = client
         return None
 
-    @app.post("/sign")
+    @app.route("/sign", methods=["GET", "POST"])
     def sign() -> Response:
         return jsonify(clientId=g.client.client_id, sha256=hashlib.sha256(request.get_data()).hexdigest())
 

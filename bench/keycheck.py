@@ -1,7 +1,8 @@
 """Key check: nanoseconds per request to decide whether a presented key is valid.
 
 Ours: `KeySet.authenticate` (the key set parsed once) and `ApiKeyLoader.authenticate` (the
-whole per-request path: refresh-due check, `Bearer` header, lookup). Next to them, the same
+whole per-request path: refresh-due check, `Bearer` header, lookup), for the Python loader and,
+measured the same way by clients/node/bench/keycheck.ts, the Node loader. Next to them, the same
 decision made per request through aws-secretsmanager-caching's cached `get_secret_string`,
 Powertools' cached `get_secret` (both followed by our parser and lookup, since neither keeps
 a parsed key set) and an uncached boto3 `get_secret_value` against the local endpoint. The
@@ -13,7 +14,10 @@ that key set is built from parsed chunks, and the secret-backed rows say n/a.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
 import timeit
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from apikeys.keyset import MAX_SECRET_BYTES, KeySet, parse_api_keys, parse_secre
 from apikeys.loader import ApiKeyLoader, LoaderSettings
 from bench.common import REGION, fake_key, fake_key_list, secret_string, secrets_client
 from scripts.local_aws import LocalAws
+from scripts.node_client import built, node_binary
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -42,15 +47,29 @@ UNCACHED_CALLS = 40  # per repeat: each is a real HTTP round trip
 
 KEYSET = "KeySet.authenticate (parsed once)"
 LOADER = "ApiKeyLoader.authenticate (per request)"
+NODE_KEYSET = "Node KeySet.authenticate (parsed once)"
+NODE_LOADER = "Node ApiKeyLoader.authenticate (per request)"
 CACHING_GET = "caching: get_secret_string"
 CACHING_FULL = "caching: get_secret_string + parse + authenticate"
 POWERTOOLS_GET = "Powertools: get_secret"
 POWERTOOLS_FULL = "Powertools: get_secret + parse + authenticate"
 UNCACHED_FULL = "boto3 uncached: get_secret_value + parse + authenticate"
-METHODS = (KEYSET, LOADER, CACHING_GET, CACHING_FULL, POWERTOOLS_GET, POWERTOOLS_FULL, UNCACHED_FULL)
+METHODS = (
+    KEYSET,
+    LOADER,
+    NODE_KEYSET,
+    NODE_LOADER,
+    CACHING_GET,
+    CACHING_FULL,
+    POWERTOOLS_GET,
+    POWERTOOLS_FULL,
+    UNCACHED_FULL,
+)
 SHORT_NAMES = {
     KEYSET: "KeySet.authenticate",
     LOADER: "ApiKeyLoader.authenticate",
+    NODE_KEYSET: "Node KeySet.authenticate",
+    NODE_LOADER: "Node ApiKeyLoader.authenticate",
     CACHING_GET: "caching: get",
     CACHING_FULL: "caching: get+parse+auth",
     POWERTOOLS_GET: "Powertools: get",
@@ -84,26 +103,59 @@ def _check(found: object, method: str) -> None:
 
 def _keyset(count: int) -> KeySet:
     keys = KeySet()
-    for start in range(0, count, CHUNK_KEYS):
-        keys = keys.merged(parse_api_keys(fake_key_list(min(CHUNK_KEYS, count - start), start=start)))
+    for chunk in _chunks(count):
+        keys = keys.merged(parse_api_keys(chunk))
     return keys
 
 
 def keycheck_results(server: LocalAws, key_counts: tuple[int, ...] = KEY_COUNTS) -> list[KeyCheckResult]:
     results: list[KeyCheckResult] = []
+    node_cases: list[dict[str, object]] = []
     client = secrets_client(server)
     for count in key_counts:
         presented = fake_key(count // 2)
         results.append(KeyCheckResult(KEYSET, count, _time_keyset(_keyset(count), presented)))
         value = secret_string(fake_key_list(count))
+        arn: str | None = None
         if len(value.encode("utf-8")) > MAX_SECRET_BYTES:
             note = f"{count:,} keys do not fit one secret ({MAX_SECRET_BYTES // 1024} KB limit)"
-            results.extend(KeyCheckResult(method, count, None, note) for method in METHODS if method != KEYSET)
+            results.extend(
+                KeyCheckResult(method, count, None, note) for method in METHODS if method not in (KEYSET, NODE_KEYSET)
+            )
         else:
             arn = client.create_secret(Name=f"credlink/bench-keycheck-{count}/api-keys", SecretString=value)["ARN"]
             results.extend(_secret_backed(client, arn, count, presented))
+        node_cases.append({"keys": count, "chunks": _chunks(count), "presented": presented, "secretArn": arn})
         print(f"  key check: {count:,} keys done", file=sys.stderr, flush=True)
-    return results
+    results.extend(_node_results(server, node_cases))
+    print("  key check: the Node loader done", file=sys.stderr, flush=True)
+    return sorted(results, key=lambda result: (METHODS.index(result.method), result.keys))
+
+
+def _chunks(count: int) -> list[str]:
+    return [fake_key_list(min(CHUNK_KEYS, count - start), start=start) for start in range(0, count, CHUNK_KEYS)]
+
+
+def _node_results(server: LocalAws, cases: list[dict[str, object]]) -> list[KeyCheckResult]:
+    """The Node loader's rows, measured by its own script on the same key sets and secrets."""
+    script = built() / "bench" / "keycheck.js"
+    env = {**server.applied_to(os.environ), "AWS_REGION": REGION}
+    completed = subprocess.run(  # noqa: S603 (argv built here)
+        [node_binary(), str(script)],
+        input=json.dumps({"cases": cases}),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the Node key check failed:\n{completed.stderr}")
+    method_of = {"KeySet.authenticate": NODE_KEYSET, "ApiKeyLoader.authenticate": NODE_LOADER}
+    return [
+        KeyCheckResult(method_of[row["method"]], int(row["keys"]), float(row["nsPerOp"]))
+        for row in json.loads(completed.stdout)
+    ]
 
 
 def _time_keyset(keys: KeySet, presented: str) -> float:

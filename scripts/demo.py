@@ -18,8 +18,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import IO, TypeVar
 
 from scripts import access, local_aws, stackctl
 
@@ -50,9 +50,11 @@ def apikeys_cli(*args: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def http_status(url: str, *, key: str | None = None) -> int:
+def http_status(url: str, *, key: str | None = None, method: str = "POST") -> int:
+    """The status of a call with `key` as its Bearer key: a POST with a body, or a GET without."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    request = urllib.request.Request(url, data=b"demo payload", headers=headers, method="POST")  # noqa: S310
+    data = b"demo payload" if method == "POST" else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback http)
             return int(response.status)
@@ -60,9 +62,20 @@ def http_status(url: str, *, key: str | None = None) -> int:
         return int(error.code)
 
 
-def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+# The Python reference service; `--port N` is added.
+PYTHON_SERVICE = (sys.executable, "-m", "apikeys.service")
+
+
+def start_service(
+    env: dict[str, str],
+    port: int,
+    *,
+    command: Sequence[str] = PYTHON_SERVICE,
+    stderr: IO[bytes] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A reference service (`command --port N`) started and answering /healthz."""
     service = subprocess.Popen(  # noqa: S603 (argv built here)
-        [sys.executable, "-m", "apikeys.service", "--port", str(port)], env=env, stdin=subprocess.DEVNULL
+        [*command, "--port", str(port)], env=env, stdin=subprocess.DEVNULL, stderr=stderr
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -105,21 +105,28 @@ def alarm_on_log_event(
     alarm_name_prefix: str,
     topic_arn: str,
 ) -> None:
-    """A metric filter counting `event`'s log lines and an alarm on it that notifies the topic."""
+    """The metric filters counting `event`'s log lines (its JSON pattern, then one per plain-text
+    pattern, all into one metric) and an alarm on that metric that notifies the topic."""
     name = f"{alarm_name_prefix}{event.name.replace('_', '-')}"
-    CloudwatchLogMetricFilter(
-        scope,
-        f"{event.name}_filter",
-        name=name,
-        log_group_name=log_group_name,
-        pattern=event.pattern,
-        metric_transformation={
-            "name": event.metric_name,
-            "namespace": metric_namespace,
-            "value": "1",
-            "unit": "Count",
-        },
-    )
+    filters = [(f"{event.name}_filter", name, event.pattern)]
+    filters += [
+        (f"{event.name}_text_filter_{index}", f"{name}-text-{index}", pattern)
+        for index, pattern in enumerate(event.text_patterns)
+    ]
+    for construct_id, filter_name, pattern in filters:
+        CloudwatchLogMetricFilter(
+            scope,
+            construct_id,
+            name=filter_name,
+            log_group_name=log_group_name,
+            pattern=pattern,
+            metric_transformation={
+                "name": event.metric_name,
+                "namespace": metric_namespace,
+                "value": "1",
+                "unit": "Count",
+            },
+        )
     count_alarm(
         scope,
         f"{event.name}_alarm",

@@ -1,4 +1,6 @@
-"""The reference service's side of the e2e tests: a client that keeps calling it, and polling."""
+"""The reference services' side of the e2e tests: how to start each (the Python one and the
+Node one run the same way: `--port N`, the loader's settings from the environment), a client
+that keeps calling one, and polling."""
 
 from __future__ import annotations
 
@@ -7,9 +9,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scripts.demo import http_status
+import pytest
 
-__all__ = ["RollingClient", "wait_for"]
+from scripts.demo import PYTHON_SERVICE, http_status
+from scripts.node_client import NodeClientError, built, node_binary
+
+__all__ = ["SERVICES", "RollingClient", "service_command", "wait_for"]
+
+SERVICES = ("python", "node")
+
+
+def service_command(kind: str) -> tuple[str, ...]:
+    """The command that starts the `kind` reference service (`--port N` is added)."""
+    if kind == "python":
+        return PYTHON_SERVICE
+    try:
+        return (node_binary(), str(built() / "src" / "server.js"))
+    except NodeClientError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float) -> float:

@@ -29,7 +29,7 @@ from apikeys.rotation import STEPS, RotationError, rotate
 from main import build_rotation_package
 from scripts.demo import http_status, start_service
 from scripts.local_aws import LocalAws, free_port, local_aws, run_rotation_function
-from tests.e2e.reference_service import RollingClient, wait_for
+from tests.e2e.reference_service import SERVICES, RollingClient, service_command, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -301,21 +301,32 @@ def test_a_failure_at_any_step_leaves_current_valid_and_a_retry_completes(
     assert_rotated(standin, token, standin.original)
 
 
-def test_three_rotations_in_a_row_with_a_running_service(server: LocalAws, standin: SecretsManagerStandIn) -> None:
-    grace_seconds, refresh_seconds = 4.0, 0.2
-    port = free_port()
-    env = {
+def service_env(server: LocalAws, arn: str, *, grace_seconds: float, refresh_seconds: float = 300) -> dict[str, str]:
+    """A reference service's environment: local AWS, the secret, the loader's timings."""
+    return {
         **server.applied_to({"PATH": "/usr/bin:/bin"}),
         "AWS_REGION": REGION,
-        "API_KEYS_SECRET_ARN": standin.arn,
+        "API_KEYS_SECRET_ARN": arn,
         "API_KEYS_REFRESH_SECONDS": str(refresh_seconds),
         "API_KEYS_PREVIOUS_GRACE_SECONDS": str(grace_seconds),
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
-    service = start_service(env, port)
+
+
+@pytest.mark.parametrize("service_kind", SERVICES)
+def test_three_rotations_in_a_row_with_a_running_service(
+    server: LocalAws, standin: SecretsManagerStandIn, service_kind: str
+) -> None:
+    """The Python and the Node reference service, each reading the secret through its loader,
+    serve every request of a client that calls without pause across three rotations."""
+    grace_seconds, refresh_seconds = 4.0, 0.2
+    port = free_port()
+    env = service_env(server, standin.arn, refresh_seconds=refresh_seconds, grace_seconds=grace_seconds)
+    service = start_service(env, port, command=service_command(service_kind))
     url = f"http://127.0.0.1:{port}/sign"
     client = RollingClient(url, key=fake_keys("original")["billing"])
     try:
+        assert http_status(url, key=client.key, method="GET") == 200  # the guide's check: a GET, no body
         client.start()
         for _ in range(3):
             previous_value = standin.value("AWSCURRENT")
@@ -462,6 +473,26 @@ def test_a_service_started_during_the_grace_period_accepts_the_previous_keys(
         late.load()
         assert late.authenticate(f"Bearer {new_key}") is not None
         assert (late.authenticate(f"Bearer {old_key}") is not None) is old_key_accepted
+
+
+@pytest.mark.parametrize("service_kind", SERVICES)
+def test_a_reference_service_started_during_the_grace_period_accepts_the_previous_keys(
+    server: LocalAws, standin: SecretsManagerStandIn, service_kind: str
+) -> None:
+    old_key = fake_keys("original")["web"]
+    standin.rotate_fully()
+    new_key = _key_of(standin.value("AWSCURRENT"), "web")
+    for grace_seconds, old_key_status in ((3600, 200), (0, 401)):
+        port = free_port()
+        env = service_env(server, standin.arn, grace_seconds=grace_seconds)
+        service = start_service(env, port, command=service_command(service_kind))  # started after the rotation
+        try:
+            url = f"http://127.0.0.1:{port}/sign"
+            assert http_status(url, key=new_key) == 200
+            assert http_status(url, key=old_key) == old_key_status
+        finally:
+            service.terminate()
+            service.wait(timeout=10)
 
 
 def test_apikeys_migrate_refuses_to_write_during_a_rotation(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED
+from apikeys.events import ALARMED_EVENTS, ROTATION_FAILED, AlarmedEvent
 from stacks.config import EnvironmentConfig, LocalBackendConfig, role_name
 from stacks.kms import KEY_ADMIN_ACTIONS, KEY_METADATA_ACTIONS
 from stacks.rotation import ROTATION_ACTIONS
@@ -332,8 +333,15 @@ def test_alarms_watch_the_loader_contract_and_notify_the_topic(synthesized: Synt
         app_log_group = f"${{aws_cloudwatch_log_group.{demo_log_group}.name}}"
     loader_filters = [f for f in filters if f["log_group_name"] == app_log_group]
 
-    assert sorted(f["pattern"] for f in loader_filters) == sorted(event.pattern for event in ALARMED_EVENTS)
-    assert sorted(f["pattern"] for f in filters) == sorted(e.pattern for e in (*ALARMED_EVENTS, *rotation_events))
+    def patterns(events: Iterable[AlarmedEvent]) -> list[str]:
+        return sorted(pattern for event in events for pattern in (event.pattern, *event.text_patterns))
+
+    assert sorted(f["pattern"] for f in loader_filters) == patterns(ALARMED_EVENTS)
+    assert sorted(f["pattern"] for f in filters) == patterns((*ALARMED_EVENTS, *rotation_events))
+    # A plain-text filter counts into its event's metric: the same alarm fires for either line.
+    metric_of = {f["pattern"]: f["metric_transformation"]["name"] for f in filters}
+    for event in ALARMED_EVENTS:
+        assert {metric_of[pattern] for pattern in (event.pattern, *event.text_patterns)} == {event.metric_name}
     assert {f["metric_transformation"]["namespace"] for f in filters} == {
         f"{config.project_name}/{config.environment}/ApiKeys"
     }

@@ -126,6 +126,11 @@ def test_reference_service_requires_a_valid_bearer_key(deployed: dict[str, Any])
     assert response.status_code == 200
     assert response.json == {"clientId": "client-1", "sha256": hashlib.sha256(b"hello").hexdigest()}
     assert response.headers.get("WWW-Authenticate") is None
+    # The guide's check: a GET without a body.
+    response = http.get("/sign", headers={"Authorization": f"Bearer {KEY_1}"})
+    assert response.status_code == 200
+    assert response.json == {"clientId": "client-1", "sha256": hashlib.sha256(b"").hexdigest()}
+    assert http.get("/sign").status_code == 401
 
 
 def test_verify_reports_an_unreadable_key_and_a_stale_replica_instead_of_crashing(

@@ -71,7 +71,7 @@ LEGITIMATE = [
     "Lean loading of the provider bindings (hashicorp/terraform-cdk#3753).",
 ]
 
-TEXT_SUFFIXES = {".md", ".py", ".tf", ".hcl", ".toml", ".mjs", ".cjs", ".sh", ".yml", ".yaml"}
+TEXT_SUFFIXES = {".md", ".py", ".tf", ".hcl", ".toml", ".mjs", ".cjs", ".ts", ".sh", ".yml", ".yaml"}
 TEXT_NAMES = {"Makefile", ".ci/run"}
 # This file holds the sample sentences above.
 NOT_SCANNED = {"tests/unit/test_docs.py"}

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import logging
-import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +23,8 @@ from apikeys.loader import (
     NoKeySourceError,
     SecretReadError,
 )
+from tests.alarm_patterns import alarms_raised, filter_matches
+from tests.scripted_secretsmanager import ScriptedSecretsManager, aws_error
 
 REGION = "us-east-1"
 KEY_1 = "fake_loader_key_1111111111111111"
@@ -249,92 +246,45 @@ def test_no_key_material_in_any_log_line_or_repr(secrets: Any, lines: list[str])
 
 # --- The log-line contract: the loader's real lines through the stacks' metric filter patterns.
 
-_TERM = re.compile(r'\$\.(\w+)\s*=\s*"([^"]*)"')
-
-
-def cloudwatch_json_filter_matches(pattern: str, line: str) -> bool:
-    """CloudWatch Logs JSON filter syntax, for the subset the stacks use: `$.field = "value"`
-    terms joined by && and ||, with parentheses."""
-    event = json.loads(line)
-    body = pattern.strip()
-    assert body.startswith("{"), pattern
-    assert body.endswith("}"), pattern
-    expression = _TERM.sub(lambda m: repr(event.get(m[1]) == m[2]), body[1:-1])
-    expression = expression.replace("&&", " and ").replace("||", " or ")
-    assert re.fullmatch(r"[\sA-Za-z()]*", expression), expression  # only True/False/and/or/() remain
-    return bool(eval(expression))  # noqa: S307 (checked above to be a boolean expression)
-
 
 def test_loader_lines_trigger_exactly_the_alarms_they_should(secrets: Any, lines: list[str]) -> None:
-    patterns = {event.name: event.pattern for event in ALARMED_EVENTS}
     arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/missing-AbCdEf"
     ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": arn, "API_KEYS": f"{KEY_ENV}:e:E"}, client=secrets)
     failed, fallback = lines
-    assert cloudwatch_json_filter_matches(patterns["secret_read_failed"], failed)
-    assert not cloudwatch_json_filter_matches(patterns["fallback_to_env"], failed)
-    assert cloudwatch_json_filter_matches(patterns["fallback_to_env"], fallback)
-    assert not cloudwatch_json_filter_matches(patterns["secret_read_failed"], fallback)
+    assert alarms_raised(failed) == {"secret_read_failed"}
+    assert alarms_raised(fallback) == {"fallback_to_env"}
 
     lines.clear()
     good = make_secret(secrets, secret_value((KEY_1, "c1")))
     ApiKeyLoader.from_environ({"API_KEYS_SECRET_ARN": good}, client=secrets)
     (loaded,) = lines
-    assert not any(cloudwatch_json_filter_matches(pattern, loaded) for pattern in patterns.values())
+    assert alarms_raised(loaded) == set()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Secrets Manager unavailable, falling back to environment variables",
+        "2026-03-01T10:00:00.000Z WARN [keys] AccessDenied: falling back to environment variables for API keys",
+    ],
+)
+def test_a_plain_text_fallback_line_of_a_service_without_a_loader_raises_the_fallback_alarm(line: str) -> None:
+    assert alarms_raised(line) == {"fallback_to_env"}
 
 
 @pytest.mark.parametrize("reason", ["throttled", "network", "malformed", "other"])
 def test_failures_that_are_not_about_access_raise_no_access_alarm(lines: list[str], reason: str) -> None:
     pattern = next(event.pattern for event in ALARMED_EVENTS if event.name == "secret_read_failed")
     line = json.dumps({"event": Event.SECRET_READ_FAILED, "reason": reason})
-    assert not cloudwatch_json_filter_matches(pattern, line)
-    assert cloudwatch_json_filter_matches(pattern, json.dumps({"event": Event.REFRESH_FAILED, "reason": "decrypt"}))
-
-
-class ScriptedSecretsManager:
-    """A Secrets Manager stand-in on 127.0.0.1 that answers from a script of (status, body)."""
-
-    def __init__(self, responses: list[tuple[int, dict[str, Any]]], *, delay_seconds: float = 0.0) -> None:
-        self.responses = responses
-        self.requests = 0
-        script = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(delay_seconds)
-                status, body = script.responses[min(script.requests, len(script.responses) - 1)]
-                script.requests += 1
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out
-                    self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    assert not filter_matches(pattern, line)
+    assert filter_matches(pattern, json.dumps({"event": Event.REFRESH_FAILED, "reason": "decrypt"}))
 
 
 def test_throttling_is_retried_by_botocore(lines: list[str]) -> None:
     """The loader's client config (botocore standard retries) turns a throttle into a retry."""
     arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:credlink/test-AbCdEf"
     success = {"ARN": arn, "Name": "credlink/test", "VersionId": "v" * 32, "SecretString": secret_value((KEY_1, "c1"))}
-    fake = ScriptedSecretsManager(
-        [(400, {"__type": "ThrottlingException", "message": "Rate exceeded"}), (200, success)]
-    )
+    fake = ScriptedSecretsManager([(400, aws_error("ThrottlingException", "Rate exceeded")), (200, success)])
     try:
         client = boto3.client(
             "secretsmanager", region_name=REGION, endpoint_url=fake.url,
