@@ -217,6 +217,9 @@ def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> l
     bucket = ensure_local_state_bucket(config, server, os.environ)
     if bucket is not None:
         created.append(f"state bucket {bucket} (bootstrap/state)")
+    adopted = _create_adopted_secret(config, session.client("secretsmanager", endpoint_url=server.endpoint_url))
+    if adopted is not None:
+        created.append(adopted)
     if not config.service.create_demo_resources:
         logs = session.client("logs", endpoint_url=server.endpoint_url)
         existing = logs.describe_log_groups(logGroupNamePrefix=config.service.log_group_name)["logGroups"]
@@ -224,6 +227,24 @@ def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> l
             logs.create_log_group(logGroupName=config.service.log_group_name)
             created.append(f"log group {config.service.log_group_name}")
     return created
+
+
+def _create_adopted_secret(config: EnvironmentConfig, secretsmanager: SecretsManagerClient) -> str | None:
+    """The secret `[adopt]` names, made empty (as if by hand) when local AWS does not have it."""
+    if config.adopt is None:
+        return None
+    try:
+        secretsmanager.describe_secret(SecretId=config.adopt.secret)
+        return None
+    except secretsmanager.exceptions.ResourceNotFoundException:
+        pass
+    if config.adopt.arn is not None:
+        raise AccessError(
+            f"{config.source}: adopt.secret: local AWS cannot make a secret with the ARN {config.adopt.arn} "
+            "(Secrets Manager chooses the suffix): name the secret instead of its ARN to deploy locally"
+        )
+    secretsmanager.create_secret(Name=config.adopt.name, Description="made by hand, to be adopted")
+    return f"secret {config.adopt.name} (to adopt)"
 
 
 def assume_locally(

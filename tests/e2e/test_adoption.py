@@ -34,7 +34,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from scripts import stackctl
+from scripts import authz, stackctl
 from scripts.access import AccessError, assume_locally, check_adopted_secret, create_local_prerequisites
 from scripts.demo import http_status
 from scripts.local_aws import LocalAws, free_port, local_aws, run_rotation_function
@@ -503,3 +503,23 @@ def test_a_secret_scheduled_for_deletion_is_not_adopted(in_process_aws: Any, tmp
         check_adopted_secret(load_environment(path), in_process_aws)
     in_process_aws.restore_secret(SecretId=arn)
     assert check_adopted_secret(load_environment(path), in_process_aws) == arn
+
+
+def test_an_adopted_environment_passes_the_authorization_matrix(
+    synthesized_adoptions: Path,
+    terraform_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The policies written for an adopted secret's own name, deployed on a secret made by hand
+    (local-prereqs makes it), decided by the IAM evaluator row by row."""
+    case = CASES[1]
+    (tmp_path / f"{case.env}.toml").write_text(case.env_file(), encoding="utf-8")
+    monkeypatch.setenv("CREDLINK_ENVS_DIR", str(tmp_path))
+    monkeypatch.setenv("CDKTF_OUTDIR", str(synthesized_adoptions))
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", terraform_env["TF_CLI_CONFIG_FILE"])
+    assert authz.main(["--env", case.env]) == 0, capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert f"{case.secret_name}-" in report  # rows about the adopted secret itself
+    assert "all hold" in report
