@@ -25,6 +25,10 @@ STACKCTL := $(PY) -m scripts.stackctl --env $(ENV) --target $(TARGET)
 NODE_BIN := $(CURDIR)/.tooling/node/bin
 export PATH := $(NODE_BIN):$(PATH)
 export JSII_NODE := $(NODE_BIN)/node
+# jsii's package cache (the extracted bindings packages and their type indexes): the project's,
+# not ~/.cache. make setup leaves it warm, so the first synthesis is as fast as any (scripts/jsii_cache.py).
+JSII_CACHE := .tooling/jsii-cache
+export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/$(JSII_CACHE)
 
 # Project-local Terraform CLI config: the machine's provider mirror when there is one,
 # the public registry otherwise (scripts/terraformrc.sh).
@@ -37,7 +41,7 @@ export TF_IN_AUTOMATION := 1
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, Terraform config)
+setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(TFRC) $(JSII_CACHE)/.warm ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, Terraform config, warm jsii cache)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +59,10 @@ node_modules/.installed: package.json package-lock.json .tooling/node/.installed
 
 $(TFRC): scripts/terraformrc.sh
 	scripts/terraformrc.sh >/dev/null
+
+$(JSII_CACHE)/.warm: $(VENV)/.installed .tooling/node/.installed scripts/jsii_cache.py
+	$(PY) -m scripts.jsii_cache
+	touch $@
 
 synth: setup ## Synthesize one stack per envs/*.toml into cdktf.out/stacks/<env>
 	CREDLINK_ALLOW_DESTROY=$(ALLOW_DESTROY) $(PY) main.py
