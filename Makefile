@@ -76,7 +76,7 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 	done
 
 test: setup lint ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
 
 unit: $(VENV)/.installed ## The fast tests alone: loader, CLI, rotation logic (no Node, Terraform or local AWS)
 	$(PY) -m pytest tests/unit
