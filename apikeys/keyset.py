@@ -5,9 +5,9 @@ presented key once, finds the candidate by its whole digest (one dict access: Py
 randomized hash of a digest the caller cannot choose tells an attacker nothing) and confirms
 it with `hmac.compare_digest` against the stored digest, which takes the same time however
 much of the digest matches. BLAKE2s rather than SHA-256 because a key check is one short
-hash: CPython's built-in BLAKE2s costs about half of what `hashlib.sha256` does for a key,
-most of which is OpenSSL 3 setting up a digest context per call (BENCHMARKS.md). Parse
-errors name the entry and the field, never the key.
+hash, and for a key this short most of a `hashlib.sha256` call is OpenSSL 3 setting up a
+digest context; CPython's built-in BLAKE2s has no such setup (BENCHMARKS.md). Parse errors
+name the entry and the field, never the key.
 """
 
 from __future__ import annotations
