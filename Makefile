@@ -134,7 +134,7 @@ outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
 demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify, call the service, stop
 	$(PY) -m scripts.demo
 
-bench: setup ## Benchmarks (~5 min): synth naive vs lean, key check, Secrets Manager calls and cost -> bench/out/
+bench: setup ## Benchmarks (~9 min): synth naive vs lean vs an empty app, first synthesis cold vs warm, key check, Secrets Manager calls and cost -> bench/out/
 	$(PY) -m bench
 
 clean: ## Remove synthesized output (keeps state files and toolchains)
