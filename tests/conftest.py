@@ -5,6 +5,7 @@ synthesis left anything in it."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -18,7 +19,12 @@ from typing import Any
 
 import pytest
 
+from main import use_project_runtime
 from stacks.config import EnvironmentConfig, load_environments
+
+# Test modules import the stacks' constructs, which starts jsii's Node runtime in this process:
+# on the project's Node, with the project's package cache, as main.py does.
+use_project_runtime()
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The env files a user keeps in envs/ (a file's stem is its environment: tests/infra/test_workflow.py).
@@ -107,6 +113,9 @@ ALL_ENVS = (*SHIPPED_ENVS, *TEST_ENVS)
 # stack and jsii's runtime directories (main.py gives them a private directory it removes).
 LEFTOVER_PATTERNS = ("cdktf-module-asset-*", "jsii-*")
 SESSION_TEMP = pytest.StashKey[Path]()
+# Its entries once the tests are collected: collecting imports the constructs, which starts
+# this process's own jsii runtime, whose directory there lives until this process exits.
+SESSION_TEMP_AT_START = pytest.StashKey[frozenset[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -116,8 +125,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return  # a pytest-xdist worker: it inherits the directory its controller made
     system_temp = tempfile.gettempdir()  # fixed for this process before TMPDIR changes
-    config.stash[SESSION_TEMP] = Path(tempfile.mkdtemp(prefix="credlink-pytest-", dir=system_temp))
-    os.environ["TMPDIR"] = str(config.stash[SESSION_TEMP])
+    session_temp = Path(tempfile.mkdtemp(prefix="credlink-pytest-", dir=system_temp))
+    # Registered before this process starts jsii, so it runs after jsii's exit handler has
+    # stopped Node (exit handlers run last-registered first).
+    atexit.register(shutil.rmtree, session_temp, ignore_errors=True)
+    config.stash[SESSION_TEMP] = session_temp
+    os.environ["TMPDIR"] = str(session_temp)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session_temp = session.config.stash.get(SESSION_TEMP, None)
+    if session_temp is not None:
+        session.config.stash[SESSION_TEMP_AT_START] = frozenset(path.name for path in session_temp.iterdir())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -125,8 +144,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session_temp = session.config.stash.get(SESSION_TEMP, None)
     if session_temp is None:
         return
-    leftovers = sorted(path.name for pattern in LEFTOVER_PATTERNS for path in session_temp.glob(pattern))
-    shutil.rmtree(session_temp, ignore_errors=True)
+    at_start = session.config.stash.get(SESSION_TEMP_AT_START, frozenset())
+    found = {path.name for pattern in LEFTOVER_PATTERNS for path in session_temp.glob(pattern)}
+    leftovers = sorted(found - at_start)
     if leftovers:
         message = f"left in the temp directory by the tests' processes: {', '.join(leftovers)}"
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
