@@ -25,6 +25,10 @@ STACKCTL := $(PY) -m scripts.stackctl --env $(ENV) --target $(TARGET)
 NODE_BIN := $(CURDIR)/.tooling/node/bin
 export PATH := $(NODE_BIN):$(PATH)
 export JSII_NODE := $(NODE_BIN)/node
+# jsii's package cache (the extracted bindings packages and their type indexes): the project's,
+# not ~/.cache. make setup leaves it warm, so the first synthesis is as fast as any (scripts/jsii_cache.py).
+JSII_CACHE := .tooling/jsii-cache
+export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/$(JSII_CACHE)
 
 # Project-local Terraform CLI config: the machine's provider mirror when there is one,
 # the public registry otherwise (scripts/terraformrc.sh).
@@ -39,7 +43,7 @@ help: ## List the targets
 
 NODE_CLIENT := clients/node
 
-setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(TFRC) ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, the Node loader's dev tools, Terraform config)
+setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(TFRC) $(JSII_CACHE)/.warm ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, the Node loader's dev tools, Terraform config, warm jsii cache)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +66,10 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIEN
 $(TFRC): scripts/terraformrc.sh
 	scripts/terraformrc.sh >/dev/null
 
+$(JSII_CACHE)/.warm: $(VENV)/.installed .tooling/node/.installed scripts/jsii_cache.py
+	$(PY) -m scripts.jsii_cache
+	touch $@
+
 synth: setup ## Synthesize one stack per envs/*.toml into cdktf.out/stacks/<env>
 	CREDLINK_ALLOW_DESTROY=$(ALLOW_DESTROY) $(PY) main.py
 	@echo "synthesized: $(ENVS)"
@@ -74,7 +82,7 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 	done
 
 test: setup lint node-test ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov, the Node loader
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
 
 node-test: setup ## The Node loader (clients/node): tsc type check, biome lint, its tests
 	npm --prefix $(NODE_CLIENT) run check
@@ -136,7 +144,7 @@ outputs: setup ## Print the deployed stack's outputs as JSON (ENV, TARGET)
 demo: synth ## The main job on local AWS: deploy dev, migrate demo keys, verify, call the service, stop
 	$(PY) -m scripts.demo
 
-bench: setup ## Benchmarks (~5 min): synth naive vs lean, key check, Secrets Manager calls and cost -> bench/out/
+bench: setup ## Benchmarks (~9 min): synth naive vs lean vs an empty app, first synthesis cold vs warm, key check, Secrets Manager calls and cost -> bench/out/
 	$(PY) -m bench
 
 contract: $(VENV)/.installed ## Regenerate contract/ (the loaders' shared test vectors, events, alarm patterns) from apikeys/

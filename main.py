@@ -24,6 +24,9 @@ from stacks.config import ConfigError, EnvironmentConfig, load_environments
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 PROJECT_NODE = PROJECT_ROOT / ".tooling" / "node" / "bin" / "node"  # scripts/node.sh
+# jsii extracts each provider package here and indexes its types (make setup warms it:
+# scripts/jsii_cache.py); its default would be the user's ~/.cache.
+PROJECT_JSII_CACHE = PROJECT_ROOT / ".tooling" / "jsii-cache"
 EXIT_CONFIG_ERROR = 2
 
 
@@ -87,10 +90,7 @@ def main() -> int:
     envs_dir = Path(os.environ.get("CREDLINK_ENVS_DIR", "envs"))
     allow_destroy = set(filter(None, os.environ.get("CREDLINK_ALLOW_DESTROY", "").split(",")))
     provider_import = os.environ.get("CREDLINK_PROVIDER_IMPORT", "lean")
-    if not os.environ.get("JSII_NODE") and PROJECT_NODE.exists():
-        # jsii starts its Node runtime from JSII_NODE: the project's Node 22+ (make setup), also
-        # when synthesis is started without make (npx cdktf synth, an IDE).
-        os.environ["JSII_NODE"] = str(PROJECT_NODE)
+    use_project_runtime()
     try:
         if provider_import not in ("lean", "naive"):
             raise ConfigError(f"CREDLINK_PROVIDER_IMPORT={provider_import!r}: use 'lean' (the default) or 'naive'")
@@ -102,12 +102,22 @@ def main() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    _private_temp_dir()
+    use_private_temp_dir()
     synthesize(configs, naive_import=provider_import == "naive")
     return 0
 
 
-def _private_temp_dir() -> None:
+def use_project_runtime() -> None:
+    """Point jsii at the project's Node and package cache (what the Makefile exports), also when
+    synthesis is started without make (npx cdktf synth, an IDE). Settings already made win."""
+    if not os.environ.get("JSII_NODE") and PROJECT_NODE.exists():
+        # jsii starts its Node runtime from JSII_NODE: the project's Node 22+ (make setup).
+        os.environ["JSII_NODE"] = str(PROJECT_NODE)
+    if not os.environ.get("JSII_RUNTIME_PACKAGE_CACHE_ROOT"):
+        os.environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(PROJECT_JSII_CACHE)
+
+
+def use_private_temp_dir() -> None:
     """Give the jsii Node runtime a temporary directory of its own, removed when this process
     ends: cdktf copies every local module into a `cdktf-module-asset-*` directory there for
     each stack and never removes it. Registered before cdktf is imported, so it runs after

@@ -1,10 +1,13 @@
 """Parse `key:clientId:Name,...` into a key set and check presented keys against it.
 
-Keys are never kept as text: the set holds SHA-256 digests. A lookup hashes the presented
-key once, finds the candidate by its whole digest (one dict access: Python's randomized hash
-of a digest the caller cannot choose tells an attacker nothing) and confirms it with
-`hmac.compare_digest`, which takes the same time however much of the digest matches. Parse
-errors name the entry and the field, never the key.
+Keys are never kept as text: the set holds 256-bit BLAKE2s digests. A lookup hashes the
+presented key once, finds the candidate by its whole digest (one dict access: Python's
+randomized hash of a digest the caller cannot choose tells an attacker nothing) and confirms
+it with `hmac.compare_digest` against the stored digest, which takes the same time however
+much of the digest matches. BLAKE2s rather than SHA-256 because a key check is one short
+hash, and for a key this short most of a `hashlib.sha256` call is OpenSSL 3 setting up a
+digest context; CPython's built-in BLAKE2s has no such setup (BENCHMARKS.md). Parse errors
+name the entry and the field, never the key.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Client:
 
 
 def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
+    return hashlib.blake2s(key.encode()).digest()
 
 
 def fingerprint(key: str) -> str:
@@ -83,7 +86,7 @@ class KeySet:
 
     def authenticate(self, presented: str) -> Client | None:
         """The client a presented key belongs to, or None."""
-        digest = hashlib.sha256(presented.encode("utf-8")).digest()
+        digest = hashlib.blake2s(presented.encode()).digest()  # _digest(), inlined: the hot path
         found = self._entries.get(digest)
         if found is not None and hmac.compare_digest(found[0], digest):
             return found[1]

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from bench.calls import call_counts
 from bench.cost import cost_rows
+from bench.first_synth import first_synth_samples
 from bench.keycheck import keycheck_results
 from bench.machine import machine_info
 from bench.report import Results, synth_goals, to_markdown, write_outputs
 from bench.synth import ENV_COUNTS, synth_samples
 from scripts.local_aws import local_aws
 
-SECTIONS = ("synth", "keycheck", "calls")
+SECTIONS = ("synth", "first", "keycheck", "calls")
+FIRST_SYNTH_ROUNDS = 3  # at least: the cold and warm runs are single-shot per round
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if "synth" in sections:
         print("synth: naive and lean, side by side (the slow part: a few minutes)", file=sys.stderr, flush=True)
         results.synth = synth_samples(sorted(args.envs), repeat=args.repeat)
+    if "first" in sections:
+        print("first synthesis: cold vs warm jsii cache", file=sys.stderr, flush=True)
+        results.first = first_synth_samples(rounds=max(args.repeat, FIRST_SYNTH_ROUNDS))
     if sections & {"keycheck", "calls"}:
         with local_aws() as server:  # moto on 127.0.0.1, stopped on the way out
             if "keycheck" in sections:

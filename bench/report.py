@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,8 +15,9 @@ import matplotlib.pyplot as plt
 
 from bench.calls import SIM_REQUESTS_PER_SECOND, CallCounts
 from bench.cost import PRICE_PER_10K_CALLS_USD, REQUESTS_PER_SECOND, CostRow
+from bench.first_synth import STATES, FirstSynthSample
 from bench.keycheck import SHORT_NAMES, KeyCheckResult
-from bench.synth import SynthSample
+from bench.synth import FLOOR, SynthSample
 
 __all__ = ["Goal", "Results", "synth_goals", "to_markdown", "write_outputs"]
 
@@ -41,6 +43,7 @@ class Results:
     keycheck: list[KeyCheckResult] = field(default_factory=list)
     calls: list[CallCounts] = field(default_factory=list)
     cost: list[CostRow] = field(default_factory=list)
+    first: list[FirstSynthSample] = field(default_factory=list)
 
     def pairs(self, label: str) -> list[tuple[SynthSample, SynthSample]]:
         """(naive, lean) per env count, for samples with this label: the fastest run of each
@@ -119,6 +122,26 @@ def _calls(counts: dict[str, int]) -> str:
     return f"{total} ({', '.join(parts)})" if parts else "0"
 
 
+def _spread(values: Sequence[float]) -> list[str]:
+    """runs, fastest, median, slowest."""
+    return [str(len(values)), f"{min(values):.1f}", f"{statistics.median(values):.1f}", f"{max(values):.1f}"]
+
+
+def _floor_rows(results: Results) -> list[list[str]]:
+    """The shipped envs, lean and naive, next to the empty app, every run of each."""
+    runs = {
+        "empty cdktf app (the floor)": [s.wall_s for s in results.synth if s.label == FLOOR],
+        "shipped envs, lean": [s.wall_s for s in results.synth if s.label == "shipped" and s.mode == "lean"],
+        "shipped envs, naive": [s.wall_s for s in results.synth if s.label == "shipped" and s.mode == "naive"],
+    }
+    floor = runs["empty cdktf app (the floor)"]
+    return [
+        [name, *_spread(walls), f"+{min(walls) - min(floor):.1f}" if floor else "n/a"]
+        for name, walls in runs.items()
+        if walls
+    ]
+
+
 def _usd(amount: float) -> str:
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 
@@ -159,6 +182,10 @@ def to_markdown(results: Results) -> str:
                   "lean Node MB"]  # fmt: skip
         lines += _table(header, rows)
         lines += ["", "Goals:", "", "```", *(goal.line() for goal in synth_goals(results)), "```", ""]
+        if floor_rows := _floor_rows(results):
+            lines += ["### Shipped envs against the floor (wall s over every run)", ""]
+            lines += _table(["synthesis", "runs", "fastest", "median", "slowest", "fastest over the floor"], floor_rows)
+            lines.append("")
         if generated := results.pairs("generated"):
             naive, lean = generated[-1]
             lines += [
@@ -167,6 +194,11 @@ def to_markdown(results: Results) -> str:
                 "so the ratio rises with the env count.",
                 "",
             ]
+    if results.first:
+        lines += ["### First synthesis after `make setup`: cold vs warm jsii cache (shipped envs, lean; wall s)", ""]
+        rows = [[state, *_spread([s.wall_s for s in results.first if s.state == state])] for state in STATES]
+        lines += _table(["run", "rounds", "fastest", "median", "slowest"], rows)
+        lines.append("")
     if results.keycheck:
         counts = sorted({r.keys for r in results.keycheck})
         methods = list(dict.fromkeys(r.method for r in results.keycheck))

@@ -1,9 +1,10 @@
-"""Synthesis: naive vs lean provider import, for generated environment files.
+"""Synthesis: naive vs lean provider import, for generated environment files, and an empty
+cdktf app (no stack, no provider bindings: the floor any synthesis pays).
 
 Each run is a fresh `python -m bench.synth_probe` process (what `make synth` starts: one
 Python process and its jsii Node child), timed from spawn to exit, into its own temporary
 output directory. Naive and lean runs alternate per env count, so drift on the machine
-touches both alike.
+touches both alike; the empty app runs in each round, next to the shipped envs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Literal
 
 __all__ = [
     "ENV_COUNTS",
+    "FLOOR",
     "MODES",
     "SHIPPED_ENVS_DIR",
     "Mode",
@@ -34,8 +36,9 @@ __all__ = [
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ENVS_DIR = PROJECT_ROOT / "envs"
 ENV_COUNTS = (1, 3, 10, 30)
-Mode = Literal["naive", "lean"]
+Mode = Literal["naive", "lean", "empty"]
 MODES: tuple[Mode, ...] = ("naive", "lean")
+FLOOR = "floor"  # the label of the empty app's samples
 KIB_PER_MB = 1024
 
 
@@ -43,7 +46,7 @@ KIB_PER_MB = 1024
 class SynthSample:
     mode: Mode
     envs: int
-    label: str  # "generated" or "shipped"
+    label: str  # "generated", "shipped" or FLOOR
     wall_s: float
     python_peak_mb: float
     node_peak_mb: float
@@ -81,20 +84,25 @@ def generate_envs(directory: Path, count: int) -> Path:
     return directory
 
 
-def run_synth(mode: Mode, envs_dir: Path, *, label: str, workdir: Path) -> SynthSample:
-    """One synthesis of every env file in `envs_dir` in a fresh process; raises if it fails."""
-    envs = len(list(envs_dir.glob("*.toml")))
+def run_synth(
+    mode: Mode, envs_dir: Path, *, label: str, workdir: Path, extra_env: Mapping[str, str] | None = None
+) -> SynthSample:
+    """One synthesis of every env file in `envs_dir` (mode "empty": of an app without stacks)
+    in a fresh process; raises if it fails."""
+    envs = 0 if mode == "empty" else len(list(envs_dir.glob("*.toml")))
     outdir = Path(tempfile.mkdtemp(prefix=f"synth-{mode}-{envs}-", dir=workdir))
     result_path = outdir.with_suffix(".json")
     environ: Mapping[str, str] = {
         **os.environ,
         "CREDLINK_ENVS_DIR": str(envs_dir),
         "CDKTF_OUTDIR": str(outdir),
-        "CREDLINK_PROVIDER_IMPORT": mode,
+        **({} if mode == "empty" else {"CREDLINK_PROVIDER_IMPORT": mode}),
+        **(extra_env or {}),
     }
+    probe_args = ["--empty-app"] if mode == "empty" else []
     started = time.perf_counter()
     completed = subprocess.run(  # noqa: S603 (fixed argv: this interpreter and our probe)
-        [sys.executable, "-m", "bench.synth_probe", str(result_path)],
+        [sys.executable, "-m", "bench.synth_probe", str(result_path), *probe_args],
         cwd=PROJECT_ROOT,
         env=dict(environ),
         capture_output=True,
@@ -127,9 +135,10 @@ def run_synth(mode: Mode, envs_dir: Path, *, label: str, workdir: Path) -> Synth
 def synth_samples(
     env_counts: Iterable[int] = ENV_COUNTS, *, repeat: int = 1, include_shipped: bool = True
 ) -> list[SynthSample]:
-    """Naive and lean, side by side, for each generated env count and the shipped envs/; every
-    configuration `repeat` times, the rounds one after the other (so a burst of load elsewhere
-    on the machine is unlikely to hit every run of one configuration)."""
+    """Naive and lean, side by side, for each generated env count and the shipped envs/ (there
+    with the empty app next to them); every configuration `repeat` times, the rounds one after
+    the other (so a burst of load elsewhere on the machine is unlikely to hit every run of one
+    configuration)."""
     samples: list[SynthSample] = []
     with tempfile.TemporaryDirectory(prefix="credlink-bench-") as scratch:
         workdir = Path(scratch)
@@ -138,12 +147,16 @@ def synth_samples(
             targets.append((SHIPPED_ENVS_DIR, "shipped"))
         for round_ in range(1, repeat + 1):
             for envs_dir, label in targets:
-                for mode in MODES:
-                    sample = run_synth(mode, envs_dir, label=label, workdir=workdir)
+                runs: list[tuple[Mode, str]] = [(mode, label) for mode in MODES]
+                if label == "shipped":
+                    runs.append(("empty", FLOOR))
+                for mode, run_label in runs:
+                    sample = run_synth(mode, envs_dir, label=run_label, workdir=workdir)
                     samples.append(sample)
                     print(
-                        f"  synth {round_}/{repeat} {mode:5} {sample.envs:2d} envs ({label}): {sample.wall_s:5.1f} s, "
-                        f"Python peak {sample.python_peak_mb:4.0f} MB, Node peak {sample.node_peak_mb:4.0f} MB",
+                        f"  synth {round_}/{repeat} {mode:5} {sample.envs:2d} envs ({run_label}): "
+                        f"{sample.wall_s:5.1f} s, Python peak {sample.python_peak_mb:4.0f} MB, "
+                        f"Node peak {sample.node_peak_mb:4.0f} MB",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -1,5 +1,9 @@
 """Run `main.py` in this process and record its peak memory: `python -m bench.synth_probe RESULT.json`.
 
+With `--empty-app`, synthesize a cdktf app without stacks instead (the floor: Python, the
+jsii Node runtime, constructs and cdktf, no provider bindings), with the project's runtime
+settings and a private temp directory as `main.py` has them.
+
 The Python process: `VmHWM` from /proc/self/status, the peak resident set of this process's
 own address space since exec. (`ru_maxrss` of RUSAGE_SELF would not do: Linux carries the
 forking parent's peak over an exec, so a large harness would show through.) Node: the jsii
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import resource
 import runpy
 import sys
@@ -34,11 +39,24 @@ def _record(result_path: Path) -> None:
     result_path.write_text(json.dumps({"python_peak_kib": own, "node_peak_kib": children}), encoding="utf-8")
 
 
+def _empty_app() -> None:
+    from main import use_private_temp_dir, use_project_runtime
+
+    use_project_runtime()
+    use_private_temp_dir()
+    from cdktf import App
+
+    App(outdir=os.environ["CDKTF_OUTDIR"]).synth()
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m bench.synth_probe RESULT.json", file=sys.stderr)
+    if len(argv) not in (2, 3) or argv[2:] not in ([], ["--empty-app"]):
+        print("usage: python -m bench.synth_probe RESULT.json [--empty-app]", file=sys.stderr)
         return 2
     atexit.register(_record, Path(argv[1]))  # before main.py starts Node: runs after jsii's stop()
+    if argv[2:] == ["--empty-app"]:
+        _empty_app()
+        return 0
     sys.argv = [str(MAIN)]
     try:
         runpy.run_path(str(MAIN), run_name="__main__")

@@ -1,12 +1,17 @@
-"""Shared fixtures. The expensive one, `synthesized`, runs the real `main.py` once per session."""
+"""Shared fixtures. The expensive one, `synthesized`, runs the real `main.py` once per session.
+
+The session's child processes get a temp directory of their own; the run fails if a
+synthesis left anything in it."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +19,12 @@ from typing import Any
 
 import pytest
 
+from main import use_project_runtime
 from stacks.config import EnvironmentConfig, load_environments
+
+# Test modules import the stacks' constructs, which starts jsii's Node runtime in this process:
+# on the project's Node, with the project's package cache, as main.py does.
+use_project_runtime()
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The env files a user keeps in envs/ (a file's stem is its environment: tests/infra/test_workflow.py).
@@ -97,6 +107,54 @@ type = "local"
 TEST_ENVS = tuple(TEST_ENV_FILES)
 # Every environment the session synthesizes: what envs/ holds, then the tests' own.
 ALL_ENVS = (*SHIPPED_ENVS, *TEST_ENVS)
+
+
+# What a synthesis must never leave in the temp directory: cdktf's copy of a local module per
+# stack and jsii's runtime directories (main.py gives them a private directory it removes).
+LEFTOVER_PATTERNS = ("cdktf-module-asset-*", "jsii-*")
+SESSION_TEMP = pytest.StashKey[Path]()
+# Its entries once the tests are collected: collecting imports the constructs, which starts
+# this process's own jsii runtime, whose directory there lives until this process exits.
+SESSION_TEMP_AT_START = pytest.StashKey[frozenset[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the session's child processes (synthesis, Node, Terraform, local AWS) at a temp
+    directory of their own, so whatever is found there at the end is theirs and not another
+    process's on the machine. pytest's own tmp_path stays in the system temp directory."""
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker: it inherits the directory its controller made
+    system_temp = tempfile.gettempdir()  # fixed for this process before TMPDIR changes
+    session_temp = Path(tempfile.mkdtemp(prefix="credlink-pytest-", dir=system_temp))
+    # Registered before this process starts jsii, so it runs after jsii's exit handler has
+    # stopped Node (exit handlers run last-registered first).
+    atexit.register(shutil.rmtree, session_temp, ignore_errors=True)
+    config.stash[SESSION_TEMP] = session_temp
+    os.environ["TMPDIR"] = str(session_temp)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session_temp = session.config.stash.get(SESSION_TEMP, None)
+    if session_temp is not None:
+        session.config.stash[SESSION_TEMP_AT_START] = frozenset(path.name for path in session_temp.iterdir())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run, visibly, when the tests' processes left a synthesis's temp files behind."""
+    session_temp = session.config.stash.get(SESSION_TEMP, None)
+    if session_temp is None:
+        return
+    at_start = session.config.stash.get(SESSION_TEMP_AT_START, frozenset())
+    found = {path.name for pattern in LEFTOVER_PATTERNS for path in session_temp.glob(pattern)}
+    leftovers = sorted(found - at_start)
+    if leftovers:
+        message = f"left in the temp directory by the tests' processes: {', '.join(leftovers)}"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", f"FAILED: {message}", red=True, bold=True)
+        else:
+            print(f"FAILED: {message}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def write_env_file(directory: Path, name: str, text: str) -> Path:
