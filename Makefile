@@ -43,7 +43,12 @@ help: ## List the targets
 
 NODE_CLIENT := clients/node
 
-setup: $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(TFRC) $(JSII_CACHE)/.warm ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, the Node loader's dev tools, Terraform config, warm jsii cache)
+CHECKOV_VENV := .venv-checkov
+SETUP := $(VENV)/.installed .tooling/node/.installed node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(TFRC) $(JSII_CACHE)/.warm $(CHECKOV_VENV)/.installed
+
+# The installs are independent of each other (but for what each rule names), so they run side by side.
+setup: ## Install the pinned toolchain (venv, Node 22+, cdktf CLI, the Node loader's dev tools, checkov's venv, Terraform config, warm jsii cache)
+	@$(MAKE) --no-print-directory --jobs=4 $(SETUP)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +75,12 @@ $(JSII_CACHE)/.warm: $(VENV)/.installed .tooling/node/.installed scripts/jsii_ca
 	$(PY) -m scripts.jsii_cache
 	touch $@
 
+# scripts/scan.sh keeps the stamp (requirements-checkov.txt's hash and the Python version) and
+# rebuilds the venv whenever either changes.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	scripts/scan.sh --install
+	touch $@
+
 synth: setup ## Synthesize one stack per envs/*.toml into cdktf.out/stacks/<env>
 	CREDLINK_ALLOW_DESTROY=$(ALLOW_DESTROY) $(PY) main.py
 	@echo "synthesized: $(ENVS)"
@@ -81,8 +92,13 @@ validate: synth ## terraform init (no backend) + validate every synthesized stac
 	  terraform -chdir=cdktf.out/stacks/$$env validate; \
 	done
 
+# pytest-xdist workers for make test. The end-to-end tests spend much of their time waiting
+# (Terraform's provider polling local AWS, rotation grace periods), so more workers than cores
+# keep the cores busy; each worker starts the local AWS servers its tests need.
+TEST_WORKERS ?= 4
+
 test: setup lint node-test ## Every check: lint, unit, config, snapshots, stacks, terraform, e2e on local AWS, checkov, the Node loader
-	$(PY) -m pytest --durations=10
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
 node-test: setup ## The Node loader (clients/node): tsc type check, biome lint, its tests
 	npm --prefix $(NODE_CLIENT) run check

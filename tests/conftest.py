@@ -6,6 +6,7 @@ synthesis left anything in it."""
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import shutil
@@ -224,16 +225,40 @@ def terraform_env() -> dict[str, str]:
     return {**os.environ, "TF_CLI_CONFIG_FILE": config, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
-    """Copies of envs/*.toml plus the tests' own env files, synthesized by main.py in one process."""
-    envs_dir = tmp_path_factory.mktemp("envs")
+def _synthesize(directory: Path) -> tuple[Path, Path]:
+    """Copies of envs/*.toml plus the tests' own env files in `directory`/envs, synthesized by
+    main.py in one process into `directory`/cdktf.out."""
+    envs_dir = directory / "envs"
+    envs_dir.mkdir()
     for path in (PROJECT_ROOT / "envs").glob("*.toml"):
         shutil.copy(path, envs_dir / path.name)
     write_test_envs(envs_dir)
-    outdir = tmp_path_factory.mktemp("cdktf.out")
+    outdir = directory / "cdktf.out"
     result = run_main(envs_dir, outdir, extra_context={"cdktfStaticModuleAssetHash": STATIC_MODULE_ASSET_HASH})
     assert result.returncode == 0, result.stderr
+    return envs_dir, outdir
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Synthesis:
+    """The session's synthesis (`_synthesize`). Under pytest-xdist the first worker to need it
+    makes it and the others wait for it; each worker then works on a copy of its output (plans,
+    state and outputs files are written into the stack directories), beside one envs directory."""
+    if worker_id == "master":  # one process
+        envs_dir, outdir = _synthesize(tmp_path_factory.mktemp("synthesis"))
+    else:
+        shared = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+        with (shared / "synthesis.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            made = shared / "synthesis" / "complete"  # stack JSON names its env files' paths: made in place
+            if not made.exists():
+                shutil.rmtree(shared / "synthesis", ignore_errors=True)
+                (shared / "synthesis").mkdir()
+                _synthesize(shared / "synthesis")
+                made.touch()
+        envs_dir = shared / "synthesis" / "envs"
+        outdir = tmp_path_factory.mktemp("synthesis") / "cdktf.out"
+        shutil.copytree(shared / "synthesis" / "cdktf.out", outdir, symlinks=True)
     stacks = {
         path.parent.name: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted(outdir.glob("stacks/*/cdk.tf.json"))

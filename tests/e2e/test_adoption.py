@@ -301,7 +301,12 @@ def current_keys(server: LocalAws, case: HandMade) -> dict[str, str]:
     return {entry.split(":")[1]: entry.split(":")[0] for entry in entries}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.env for case in CASES])
+def in_worker_of(case: HandMade) -> pytest.MarkDecorator:
+    """One case's tests run in one worker (pytest-xdist), each case beside the other."""
+    return pytest.mark.xdist_group(f"adoption-{case.env}")
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.env, marks=in_worker_of(case)) for case in CASES])
 def test_adopting_a_hand_made_secret_keeps_the_service_up_and_ends_clean(
     case: HandMade,
     synthesized_adoptions: Path,
@@ -505,6 +510,7 @@ def test_a_secret_scheduled_for_deletion_is_not_adopted(in_process_aws: Any, tmp
     assert check_adopted_secret(load_environment(path), in_process_aws) == arn
 
 
+@in_worker_of(CASES[1])
 def test_an_adopted_environment_passes_the_authorization_matrix(
     synthesized_adoptions: Path,
     terraform_env: dict[str, str],

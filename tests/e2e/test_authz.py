@@ -22,6 +22,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
 WEAKENED_ENV = ROTATION_OFF_ENV
 
 
+def with_its_deployment(env: str) -> pytest.MarkDecorator:
+    """The tests of one env's deployment run in one worker (pytest-xdist), each env's beside the others'."""
+    return pytest.mark.xdist_group(f"authz-{env}")
+
+
 def deployed(local: LocalDeployment, env: str) -> Deployment:
     config = load_environment(local.synthesis.envs_dir / f"{env}.toml")
     variables = local.environment(env)
@@ -50,7 +55,7 @@ def deployment_of(local: LocalDeployment, deployments: dict[str, Deployment], en
     return deployments[env]
 
 
-@pytest.mark.parametrize("env", ALL_ENVS)
+@pytest.mark.parametrize("env", [pytest.param(env, marks=with_its_deployment(env)) for env in ALL_ENVS])
 def test_the_matrix_holds(authz_local: LocalDeployment, deployments: dict[str, Deployment], env: str) -> None:
     rows = load_matrix()
     deployment = deployment_of(authz_local, deployments, env)
@@ -62,6 +67,7 @@ def test_the_matrix_holds(authz_local: LocalDeployment, deployments: dict[str, D
     assert sum(outcome.evaluated != "n/a" for outcome in outcomes) > len(rows) // 2
 
 
+@with_its_deployment(WEAKENED_ENV)
 def test_the_matrix_catches_a_resource_policy_that_lets_everyone_read(
     authz_local: LocalDeployment, deployments: dict[str, Deployment]
 ) -> None:
@@ -73,6 +79,7 @@ def test_the_matrix_catches_a_resource_policy_that_lets_everyone_read(
     assert "nobody-else-reads" in failed
 
 
+@with_its_deployment(WEAKENED_ENV)
 def test_the_matrix_catches_a_key_policy_that_forgets_the_secret_context(
     authz_local: LocalDeployment, deployments: dict[str, Deployment]
 ) -> None:
@@ -91,6 +98,7 @@ def test_the_matrix_catches_a_key_policy_that_forgets_the_secret_context(
     assert "key-only-for-this-secret" in failed
 
 
+@with_its_deployment(WEAKENED_ENV)
 def test_a_principal_without_a_row_fails_the_matrix(
     authz_local: LocalDeployment, deployments: dict[str, Deployment]
 ) -> None:

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from scripts.local_aws import LocalAws, start, stop
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("call_recorder")]
 
 # Not imported from scripts.moto_server: importing it would patch moto in this process.
 RECORD_CALLS = "CREDLINK_RECORD_CALLS"

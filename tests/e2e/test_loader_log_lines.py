@@ -27,7 +27,7 @@ from tests.alarm_patterns import alarms_raised
 from tests.e2e.reference_service import SERVICES, service_command
 from tests.scripted_secretsmanager import ScriptedSecretsManager, aws_error
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("loader_log_lines")]
 
 REGION = "eu-west-1"
 KEY = "fake-log-lines-key-current-0000"

@@ -20,7 +20,7 @@ from tests.conftest import Synthesis
 from tests.e2e.conftest import LocalDeployment, local_deployment
 from tests.e2e.test_local_aws import canary_key_set, client, config_of, terraform_in
 
-pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
+pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform, pytest.mark.xdist_group("pipeline")]
 
 ENV = "dev"
 

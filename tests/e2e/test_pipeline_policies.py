@@ -65,7 +65,7 @@ from tests.infra.test_pipeline_policies import (
     write_actions,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform]
+pytestmark = [pytest.mark.e2e, pytest.mark.synth, pytest.mark.terraform, pytest.mark.xdist_group("pipeline_policies")]
 
 RECORD_CALLS = "CREDLINK_RECORD_CALLS"  # scripts.moto_server's; importing it would patch moto here
 UPDATE_RECORDED_CALLS = "CREDLINK_UPDATE_RECORDED_CALLS"

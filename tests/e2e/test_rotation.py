@@ -34,7 +34,7 @@ from tests.e2e.reference_service import SERVICES, RollingClient, service_command
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("rotation")]
 
 REGION = "eu-west-1"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:credlink-test-api-keys-rotation"

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# One worker runs this module's tests (pytest-xdist): the evaluator's library and evaluations are made once.
+pytestmark = pytest.mark.xdist_group("authz_evaluator")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "scripts/authz/evaluate.mjs"
 LIBRARY = "@cloud-copilot/iam-simulate"

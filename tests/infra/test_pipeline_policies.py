@@ -36,6 +36,9 @@ from tests.conftest import (
     write_env_file,
 )
 
+# One worker runs this module's tests (pytest-xdist): the configs are made once.
+pytestmark = pytest.mark.xdist_group("infra_pipeline_policies")
+
 EVALUATOR = PROJECT_ROOT / "scripts" / "authz" / "evaluate.mjs"
 IAM_DATA = PROJECT_ROOT / "node_modules" / "@cloud-copilot" / "iam-data" / "data"
 LOCAL_ACCOUNT = "123456789012"  # moto's, and the evaluator's principal account here

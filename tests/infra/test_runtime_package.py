@@ -15,6 +15,9 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, run_captured
 
+# One worker runs this module's tests (pytest-xdist): the wheel is built once.
+pytestmark = pytest.mark.xdist_group("runtime_package")
+
 INFRASTRUCTURE = {"cdktf", "cdktf-cdktf-provider-aws", "constructs", "jsii", "pydantic", "flask", "moto"}
 BOTO3_AND_ITS_OWN = {"boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3"}
 
