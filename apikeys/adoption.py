@@ -36,6 +36,7 @@ from typing import Any, Literal
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
+from apikeys.aws import error_code
 from apikeys.clients import commit, read_snapshot, refuse_during_rotation
 from apikeys.events import Event
 from apikeys.keyset import MIN_KEY_LENGTH, ApiKeyParseError, parse_entries, secret_document, short_key_clients
@@ -176,7 +177,7 @@ class Deployment:
         try:
             return getattr(self.client(service, region), xform_name(operation))(**kwargs)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _DENIED:
+            if error_code(error) in _DENIED:
                 raise CheckDeniedError(f"{service}:{operation}") from None
             raise
 
@@ -185,7 +186,7 @@ class Deployment:
             for page in self.client(service).get_paginator(xform_name(operation)).paginate(**kwargs):
                 yield from page.get(result_key, [])
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _DENIED:
+            if error_code(error) in _DENIED:
                 raise CheckDeniedError(f"{service}:{operation}") from None
             raise
 
@@ -553,7 +554,7 @@ def service_loaded(deployment: Deployment) -> list[Finding]:
                     Finding("PASS", "service loaded", f"from Secrets Manager, {when:%Y-%m-%d %H:%M} UTC in {group}")
                 ]
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if error_code(error) != "ResourceNotFoundException":
             raise
         return [Finding("WARN", "service loaded", f"log group {group} does not exist")]
     return [
@@ -652,7 +653,7 @@ def short_keys(deployment: Deployment) -> list[Finding]:
             "secretsmanager", "GetSecretValue", SecretId=deployment.secret_arn, VersionStage=CURRENT
         )
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
+        code = error_code(error)
         if code == "DecryptionFailure":
             raise CheckDeniedError("kms:Decrypt on the key that encrypts AWSCURRENT") from None
         if code == "ResourceNotFoundException":
@@ -817,7 +818,7 @@ def adopt(deployment: Deployment) -> Adoption:
     try:
         snapshot = read_snapshot(secretsmanager, deployment.secret_arn)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
+        code = error_code(error)
         if code not in ("DecryptionFailure", *_DENIED):
             raise
         old = [key for key in key_ids or () if not deployment.is_cmk(key)]

@@ -49,7 +49,7 @@ from apikeys.adoption import (
     adoption_lines,
     run_checks,
 )
-from apikeys.aws import BOTO_CONFIG, version_with_label
+from apikeys.aws import BOTO_CONFIG, error_code, version_with_label
 from apikeys.clients import (
     ClientChangeError,
     Snapshot,
@@ -131,7 +131,7 @@ def _current_keys(secretsmanager: SecretsManagerClient, arn: str) -> KeySet | No
     try:
         value = secretsmanager.get_secret_value(SecretId=arn)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException" and _exists(secretsmanager, arn):
+        if error_code(error) == "ResourceNotFoundException" and _exists(secretsmanager, arn):
             return None  # the container exists but holds no value yet
         raise
     return parse_secret_string(value["SecretString"]) if "SecretString" in value else None
@@ -213,7 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             ]
             check("KMS key rotation on", rotation, "enabled" if rotation else "disabled")
         except (ClientError, BotoCoreError) as error:
-            code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+            code = error_code(error) if isinstance(error, ClientError) else ""
             reason = code or type(error).__name__
             check(
                 "KMS key rotation on",
@@ -484,7 +484,7 @@ def _explain(error: Exception) -> str:
     if isinstance(error, NoCredentialsError):
         return "no AWS credentials found: configure a profile, SSO or the task role"
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
+        code = error_code(error)
         return {
             "AccessDeniedException": "AccessDenied: the caller lacks secretsmanager:GetSecretValue/DescribeSecret on "
             "this secret, or the secret's resource policy denies it. Attach the read policy to the *task* role (not "

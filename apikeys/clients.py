@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from apikeys.aws import version_with_label
+from apikeys.aws import error_code, version_with_label
 from apikeys.keyset import (
     ApiKeyParseError,
     Client,
@@ -152,7 +152,7 @@ def commit(
             SecretId=arn, VersionStage=CURRENT, MoveToVersionId=version, RemoveFromVersionId=base.version
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "InvalidParameterException":
+        if error_code(error) != "InvalidParameterException":
             raise
         _drop_edit_label(secretsmanager, arn, version)
         stages = secretsmanager.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
@@ -170,5 +170,5 @@ def _drop_edit_label(secretsmanager: SecretsManagerClient, arn: str, version: st
     try:
         secretsmanager.update_secret_version_stage(SecretId=arn, VersionStage=EDIT_LABEL, RemoveFromVersionId=version)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "InvalidParameterException":
+        if error_code(error) != "InvalidParameterException":
             raise

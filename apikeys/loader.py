@@ -33,7 +33,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from apikeys.aws import BOTO_CONFIG, version_with_label
+from apikeys.aws import BOTO_CONFIG, error_code, version_with_label
 from apikeys.events import Event, FailureReason, reason_of_error_code
 from apikeys.keyset import MIN_KEY_LENGTH, ApiKeyParseError, Client, KeySet, parse_api_keys, parse_secret_string
 from apikeys.logs import JsonLineFormatter, ensure_json_logging, log_event
@@ -98,7 +98,7 @@ def _region_of(arn: str | None) -> str | None:
 def _classify(error: Exception) -> FailureReason:
     """The failure class of an SDK error; what is not known to be one of the others is `other`."""
     if isinstance(error, ClientError):
-        return reason_of_error_code(error.response.get("Error", {}).get("Code", ""))
+        return reason_of_error_code(error_code(error))
     if isinstance(error, BotoConnectionError | HTTPClientError):  # unreachable, timed out, connection dropped
         return FailureReason.NETWORK
     return FailureReason.OTHER

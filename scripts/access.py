@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from apikeys.aws import error_code
 from scripts.bootstrap_state import ensure_local_state_bucket
 from stacks.config import EnvironmentConfig, load_environment, role_name
 from stacks.pipeline_policies import pipeline_policies
@@ -170,7 +171,7 @@ def _existing_role_arn(iam: IAMClient, config: EnvironmentConfig, field: str, ro
     try:
         arn = iam.get_role(RoleName=role_name(role))["Role"]["Arn"]
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             raise AccessError(
                 f"{config.source}: {field}: role {role} does not exist in this account: create it first"
                 " (locally: make local-prereqs ENV=" + config.environment + ")"
@@ -182,7 +183,7 @@ def _existing_role_arn(iam: IAMClient, config: EnvironmentConfig, field: str, ro
 
 
 def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "error"))
+    return error_code(error) or "error"
 
 
 def create_local_prerequisites(config: EnvironmentConfig, server: LocalAws) -> list[str]:

@@ -43,6 +43,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+from apikeys.aws import error_code
 from scripts.access import (
     AccessError,
     assume_locally,
@@ -110,7 +111,7 @@ def require_state_bucket(config: EnvironmentConfig, target: str, s3: S3Client) -
     try:
         s3.head_bucket(Bucket=backend.bucket)
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", "error"))
+        code = error_code(error) or "error"
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise StackError(
                 f"{config.source}: backend.bucket: state bucket {backend.bucket} does not exist: run "

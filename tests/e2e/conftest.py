@@ -1,4 +1,4 @@
-"""Local AWS for end-to-end tests: one moto server per session, stopped at the end."""
+"""Local AWS for end-to-end tests: one moto server per session (per worker under pytest-xdist), stopped at the end."""
 
 from __future__ import annotations
 
