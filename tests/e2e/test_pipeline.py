@@ -109,6 +109,11 @@ def change_by_hand(local: LocalDeployment, outputs: dict[str, str], canary: str)
         "Version": "2012-10-17",
         "Statement": [{"Sid": canary, "Effect": "Allow", "Action": "sns:ListTopics", "Resource": "*"}],
     }
+    # As a person would: room first, so Terraform's next version is never the policy's fifth
+    # (a retried CreatePolicyVersion at the limit would fail the apply with LimitExceeded).
+    versions = iam.list_policy_versions(PolicyArn=outputs["read_policy_arn"])["Versions"]
+    for old in sorted((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])[:-1]:
+        iam.delete_policy_version(PolicyArn=outputs["read_policy_arn"], VersionId=old["VersionId"])
     iam.create_policy_version(
         PolicyArn=outputs["read_policy_arn"], PolicyDocument=json.dumps(document), SetAsDefault=True
     )
